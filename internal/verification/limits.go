@@ -1,0 +1,132 @@
+package verification
+
+import "time"
+
+// Limits are the sending rules of SPEC §3.2–3.4. Both stores enforce them
+// atomically; Judge is their one description in Go, which the in-memory store
+// runs under its lock and the DynamoDB store uses to name the refusal after a
+// condition failed (its condition expressions say the same thing).
+type Limits struct {
+	Cooldown       time.Duration // per target, between accepted sends
+	TargetCap      int           // accepted sends per target per TargetWindow
+	TargetWindow   time.Duration // rolling, 24 h
+	IPCap          int           // accepted sends per IP per IPWindow
+	IPWindow       time.Duration // rolling, 1 h
+	CaptchaIPGate  int           // abnormal from this many sends of the IP in IPWindow (0 = off)
+	CaptchaTgtGate int           // abnormal from this many sends of the target in TargetWindow (0 = off)
+	MaxAttempts    int           // wrong codes before a code dies
+	CodeTTL        time.Duration
+}
+
+// Slots are the times (Unix milliseconds) of the last accepted events of one
+// key, oldest first, zero for "none". A rolling limit of N events per window W
+// keeps N slots: a new event is allowed when the oldest left the window.
+type Slots []int64
+
+// Push returns the slots after accepting an event at now.
+func (s Slots) Push(now int64) Slots {
+	out := make(Slots, len(s))
+	copy(out, s[1:])
+	out[len(s)-1] = now
+	return out
+}
+
+// Pop undoes the newest Push. The value Push dropped was outside the window
+// (that is why the event was accepted), so a zero in its place is equivalent.
+func (s Slots) Pop() Slots {
+	out := make(Slots, len(s))
+	copy(out[1:], s[:len(s)-1])
+	return out
+}
+
+// Resize fits slots read from storage to n (limits may change between
+// deployments): missing slots are zero, surplus old slots are dropped.
+func (s Slots) Resize(n int) Slots {
+	out := make(Slots, n)
+	if len(s) >= n {
+		copy(out, s[len(s)-n:])
+	} else {
+		copy(out[n-len(s):], s)
+	}
+	return out
+}
+
+// newest is the time of the k-th most recent event (k from 1), 0 if none.
+func (s Slots) newest(k int) int64 {
+	if k < 1 || k > len(s) {
+		return 0
+	}
+	return s[len(s)-k]
+}
+
+// Judgement is what the limits say of one send, before the user check.
+type Judgement struct {
+	IPSpent       bool // the IP's rolling budget is used up
+	IPRetry       time.Duration
+	TargetLimited bool // cooldown or daily cap
+	TargetRetry   time.Duration
+	Abnormal      bool // the captcha gate applies
+}
+
+// Judge applies the limits to the slots of an IP and of a target at now.
+func (l Limits) Judge(ip, target Slots, now time.Time) Judgement {
+	var j Judgement
+	ms := now.UnixMilli()
+	ipCut := ms - l.IPWindow.Milliseconds()
+	dayCut := ms - l.TargetWindow.Milliseconds()
+	if t := ip.newest(l.IPCap); t > ipCut {
+		j.IPSpent = true
+		j.IPRetry = time.Duration(t-ipCut) * time.Millisecond
+	}
+	if t := target.newest(1); t > ms-l.Cooldown.Milliseconds() {
+		j.TargetLimited = true
+		j.TargetRetry = time.Duration(t+l.Cooldown.Milliseconds()-ms) * time.Millisecond
+	}
+	if t := target.newest(l.TargetCap); t > dayCut {
+		j.TargetLimited = true
+		if r := time.Duration(t-dayCut) * time.Millisecond; r > j.TargetRetry {
+			j.TargetRetry = r
+		}
+	}
+	if l.CaptchaIPGate > 0 && ip.newest(l.CaptchaIPGate) > ipCut {
+		j.Abnormal = true
+	}
+	if l.CaptchaTgtGate > 0 && target.newest(l.CaptchaTgtGate) > dayCut {
+		j.Abnormal = true
+	}
+	return j
+}
+
+// Refusal turns a judgement and the outcome of the captcha and user checks
+// into the one refusal SPEC §3.4a says wins, or nil. captchaGiven says a
+// valid-looking captcha token came with the send; captchaUsed that it was
+// already consumed. userRefusal is ErrUserNotFound, ErrUserExists or nil.
+// spendIP reports whether the refusal still spends the IP's budget.
+func (j Judgement) Refusal(captchaGiven, captchaUsed bool, userRefusal error) (err error, spendIP bool) {
+	switch {
+	case j.IPSpent:
+		// The wait is the longer of the two, so that the same send succeeds after it.
+		wait := j.IPRetry
+		if j.TargetLimited && j.TargetRetry > wait {
+			wait = j.TargetRetry
+		}
+		return RateLimited(ceilSeconds(wait)), false
+	case j.TargetLimited:
+		return RateLimited(ceilSeconds(j.TargetRetry)), false
+	case captchaGiven && captchaUsed:
+		return ErrCaptchaInvalid, false
+	case j.Abnormal && !captchaGiven:
+		return ErrCaptchaRequired, false
+	case userRefusal != nil:
+		return userRefusal, true
+	}
+	return nil, false
+}
+
+func ceilSeconds(d time.Duration) int {
+	s := int((d + time.Second - 1) / time.Second)
+	if s < 1 {
+		s = 1
+	}
+	return s
+}

@@ -1,0 +1,225 @@
+// Package verification is the domain of the service: sending one-time codes
+// by SMS and email and checking them. It knows no AWS and no HTTP type; it
+// owns the small interfaces it needs (Store, Users, Sender, CaptchaTokens,
+// TokenIssuer) and the catalogue of errors it answers with.
+package verification
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// TokenIssuer signs the verification_token of a verified code.
+type TokenIssuer interface {
+	Issue(v Verified, now time.Time) (token string, err error)
+}
+
+// Verified is what a right code proves, with the is_user answer of its send.
+type Verified struct {
+	Record
+	IsUser bool
+}
+
+// Service sends and verifies codes. All fields are required except Captcha
+// (without it, any x-captcha-token is refused as captcha_invalid).
+type Service struct {
+	Store    Store
+	Users    Users
+	Senders  map[Channel]Sender // a channel without a sender is disabled
+	Captcha  CaptchaTokens
+	Tokens   TokenIssuer
+	Keys     *Keys
+	Phones   *PhoneParser
+	Limits   Limits
+	TokenTTL time.Duration
+	Now      func() time.Time
+}
+
+// SendRequest is a send as the API received it. Nil pointers are absent
+// fields; the HTTP adapter has already refused wrong JSON types.
+type SendRequest struct {
+	Target       *string
+	PhoneNumber  *string
+	Email        *string
+	Locale       string
+	CaptchaToken *string // the x-captcha-token header, nil when absent
+	IP           string  // as the platform observed it, never a client header
+}
+
+// SendResult is an accepted send.
+type SendResult struct {
+	VerificationID string
+	ExpiresIn      int
+	IsUser         bool
+	// OutcomeUnknown: the provider timed out after the request went out. The
+	// code and cooldown are kept; logs and metrics report it.
+	OutcomeUnknown bool
+}
+
+// Send validates a send, reserves it atomically and delivers the code.
+// addr is the normalised recipient whenever the input was valid, so callers
+// can log it (masked) even for refusals.
+func (s *Service) Send(ctx context.Context, req SendRequest) (res SendResult, addr Address, err error) {
+	target, addr, err := s.parseSend(req)
+	if err != nil {
+		return res, addr, err
+	}
+	sender := s.Senders[addr.Channel]
+	if sender == nil {
+		return res, addr, ErrChannelDisabled
+	}
+	now := s.Now()
+	var pass CaptchaPass
+	if req.CaptchaToken != nil {
+		if s.Captcha == nil {
+			return res, addr, ErrCaptchaInvalid
+		}
+		if pass, err = s.Captcha.Check(*req.CaptchaToken, now); err != nil {
+			return res, addr, err
+		}
+	}
+
+	code, err := NewCode()
+	if err != nil {
+		return res, addr, fmt.Errorf("code: %w", err)
+	}
+	nonce, err := NewNonce()
+	if err != nil {
+		return res, addr, fmt.Errorf("nonce: %w", err)
+	}
+	r := Reservation{
+		Handle:     s.Keys.Handle(addr.Identity),
+		IP:         req.IP,
+		Nonce:      nonce,
+		CodeHash:   s.Keys.CodeHash(nonce, code),
+		Identity:   addr.Identity,
+		Channel:    addr.Channel,
+		Target:     target,
+		CaptchaID:  pass.ID,
+		CaptchaExp: pass.Expires,
+		Now:        now,
+		ExpiresAt:  now.Add(s.Limits.CodeTTL),
+	}
+
+	// USER and NOT_USER check the user inside the reservation; ANY only needs
+	// the answer, so it looks the user up concurrently with the reservation.
+	var lookup chan lookupResult
+	switch target {
+	case TargetUser:
+		r.Require, res.IsUser = RequireUser, true
+	case TargetNotUser:
+		r.Require, res.IsUser = RequireNoUser, false
+	default:
+		lookup = make(chan lookupResult, 1)
+		go func() {
+			ok, err := s.Users.Exists(ctx, addr.Identity)
+			lookup <- lookupResult{ok, err}
+		}()
+	}
+	if err := s.Store.Reserve(ctx, r); err != nil {
+		return res, addr, err
+	}
+	if lookup != nil {
+		l := <-lookup
+		if l.err != nil {
+			s.release(ctx, r)
+			return res, addr, fmt.Errorf("user lookup: %w", l.err)
+		}
+		res.IsUser = l.exists
+	}
+	if res.VerificationID, err = s.Keys.VerificationID(nonce, r.Handle, res.IsUser); err != nil {
+		s.release(ctx, r)
+		return res, addr, err
+	}
+
+	err = sender.Send(ctx, Message{Channel: addr.Channel, To: addr.To, Code: code, TTL: s.Limits.CodeTTL, Locale: req.Locale})
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrOutcomeUnknown):
+		// The message may still arrive: keep the code and the cooldown so the
+		// user can use it and cannot trigger a second message at once.
+		res.OutcomeUnknown = true
+	default:
+		s.release(ctx, r)
+		return SendResult{}, addr, &Error{Kind: KindSendFailed, Description: "Failed to send the verification code, please try again", Err: err}
+	}
+	res.ExpiresIn = int(s.Limits.CodeTTL / time.Second)
+	return res, addr, nil
+}
+
+type lookupResult struct {
+	exists bool
+	err    error
+}
+
+// release gives a reservation back even when the request's context is
+// already cancelled: a half-done send must not keep the user's cooldown.
+func (s *Service) release(ctx context.Context, r Reservation) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	defer cancel()
+	_ = s.Store.Release(ctx, r) // best effort; the code expires on its own
+}
+
+func (s *Service) parseSend(req SendRequest) (Target, Address, error) {
+	if req.Target == nil {
+		return "", Address{}, Errorf(KindInvalidRequest, "target is required")
+	}
+	if (req.PhoneNumber == nil) == (req.Email == nil) {
+		return "", Address{}, Errorf(KindInvalidRequest, "exactly one of phone_number or email is required")
+	}
+	target, err := ParseTarget(*req.Target)
+	if err != nil {
+		return "", Address{}, err
+	}
+	var addr Address
+	if req.PhoneNumber != nil {
+		addr, err = s.Phones.Parse(*req.PhoneNumber)
+	} else {
+		addr, err = ParseEmail(*req.Email)
+	}
+	return target, addr, err
+}
+
+// VerifyRequest is a verify as the API received it.
+type VerifyRequest struct {
+	VerificationID   *string
+	VerificationCode *string
+}
+
+// VerifyResult is a verified code's token.
+type VerifyResult struct {
+	Token     string
+	ExpiresIn int
+	Verified  Verified
+}
+
+// Verify checks a code. A right code is spent at once; a wrong one (of any
+// shape) counts an attempt.
+func (s *Service) Verify(ctx context.Context, req VerifyRequest) (VerifyResult, error) {
+	if req.VerificationID == nil || req.VerificationCode == nil {
+		return VerifyResult{}, Errorf(KindInvalidRequest, "verification_id and verification_code are required")
+	}
+	nonce, handle, isUser, err := s.Keys.ParseVerificationID(*req.VerificationID)
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	now := s.Now()
+	rec, err := s.Store.Consume(ctx, Attempt{
+		Handle:      handle,
+		Nonce:       nonce,
+		CodeHash:    s.Keys.CodeHash(nonce, *req.VerificationCode),
+		Now:         now,
+		MaxAttempts: s.Limits.MaxAttempts,
+	})
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	v := Verified{Record: rec, IsUser: isUser}
+	tok, err := s.Tokens.Issue(v, now)
+	if err != nil {
+		return VerifyResult{}, fmt.Errorf("issue token: %w", err)
+	}
+	return VerifyResult{Token: tok, ExpiresIn: int(s.TokenTTL / time.Second), Verified: v}, nil
+}
