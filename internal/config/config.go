@@ -1,0 +1,212 @@
+// Package config reads every setting of the service from the environment
+// once, at start-up, and validates them all together.
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration. Nothing else reads the environment.
+type Config struct {
+	Lambda bool // running under the Lambda runtime (AWS_LAMBDA_RUNTIME_API set)
+
+	VerificationTable string // empty: embedded in-memory store
+	UsersTable        string // empty: embedded directory (DevUsers)
+	DevUsers          []string
+
+	Channels            []string // "sms", "email"
+	SMSSender           string   // outbox | sns
+	EmailSender         string   // outbox | ses | smtp
+	SMTPURL             string
+	SMTPURLSecretARN    string
+	EmailFrom           string
+	SESConfigurationSet string
+	SMSSenderID         string
+
+	CodeTTL                time.Duration
+	ResendCooldown         time.Duration
+	IPHourlyLimit          int
+	TargetDailyLimit       int
+	CaptchaIPThreshold     int
+	CaptchaTargetThreshold int
+	MaxVerifyAttempts      int
+	AllowedPhoneRegions    []string
+	DefaultLocale          string
+	CaptchaTTL             time.Duration
+	TokenTTL               time.Duration
+	TokenIssuer            string
+	TokenAudience          string
+
+	KeysSecretARN string
+	HMACKey       []byte // from HMAC_KEY (base64)
+	SigningKeyPEM string // from SIGNING_KEY
+
+	Addr             string
+	LogLevel         string
+	MetricsNamespace string
+}
+
+// Checks lets the caller validate values whose rules live in other packages
+// (phone regions, locales) without config importing them.
+type Checks struct {
+	Region func(string) bool
+	Locale func(string) bool
+}
+
+// Load reads the configuration from getenv. It reports every problem at once,
+// each naming its variable.
+func Load(getenv func(string) string, checks Checks) (*Config, error) {
+	l := loader{getenv: getenv}
+	c := &Config{
+		Lambda:              getenv("AWS_LAMBDA_RUNTIME_API") != "",
+		VerificationTable:   getenv("VERIFICATION_TABLE"),
+		UsersTable:          getenv("USERS_TABLE"),
+		SMTPURL:             getenv("SMTP_URL"),
+		SMTPURLSecretARN:    getenv("SMTP_URL_SECRET_ARN"),
+		EmailFrom:           getenv("EMAIL_FROM"),
+		SESConfigurationSet: getenv("SES_CONFIGURATION_SET"),
+		SMSSenderID:         getenv("SMS_SENDER_ID"),
+		KeysSecretARN:       getenv("KEYS_SECRET_ARN"),
+		SigningKeyPEM:       getenv("SIGNING_KEY"),
+		TokenIssuer:         l.str("TOKEN_ISSUER", "verifykit"),
+		TokenAudience:       l.str("TOKEN_AUDIENCE", "verifykit"),
+		Addr:                l.str("ADDR", "127.0.0.1:3000"),
+		LogLevel:            l.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+	}
+	defSMS, defEmail := "outbox", "outbox"
+	if c.Lambda {
+		defSMS, defEmail = "sns", "ses"
+	}
+	c.SMSSender = l.oneOf("SMS_SENDER", defSMS, "outbox", "sns")
+	c.EmailSender = l.oneOf("EMAIL_SENDER", defEmail, "outbox", "ses", "smtp")
+	c.Channels = l.list("CHANNELS", "sms,email", func(v string) bool { return v == "sms" || v == "email" })
+	c.CodeTTL = l.seconds("CODE_TTL_SECONDS", 600)
+	c.ResendCooldown = l.seconds("RESEND_COOLDOWN_SECONDS", 60)
+	c.IPHourlyLimit = l.positive("IP_HOURLY_LIMIT", 10)
+	c.TargetDailyLimit = l.positive("TARGET_DAILY_LIMIT", 10)
+	c.CaptchaIPThreshold = l.natural("CAPTCHA_IP_THRESHOLD", 3)
+	c.CaptchaTargetThreshold = l.natural("CAPTCHA_TARGET_THRESHOLD", 3)
+	c.MaxVerifyAttempts = l.positive("MAX_VERIFY_ATTEMPTS", 5)
+	c.CaptchaTTL = l.seconds("CAPTCHA_TTL_SECONDS", 300)
+	c.TokenTTL = l.seconds("TOKEN_TTL_SECONDS", 600)
+	c.AllowedPhoneRegions = l.list("ALLOWED_PHONE_REGIONS", "CN", checks.Region)
+	c.DefaultLocale = l.str("DEFAULT_LOCALE", "zh-CN")
+	if checks.Locale != nil && !checks.Locale(c.DefaultLocale) {
+		l.fail("DEFAULT_LOCALE", "unknown locale %q", c.DefaultLocale)
+	}
+	if v := getenv("HMAC_KEY"); v != "" {
+		key, err := base64.StdEncoding.DecodeString(v)
+		if err != nil || len(key) < 32 {
+			l.fail("HMAC_KEY", "must be base64 of at least 32 bytes")
+		}
+		c.HMACKey = key
+	}
+	if v := getenv("DEV_USERS"); v != "" {
+		if c.Lambda {
+			l.fail("DEV_USERS", "is for local mode only; use USERS_TABLE in Lambda")
+		}
+		for _, u := range strings.Split(v, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				c.DevUsers = append(c.DevUsers, u)
+			}
+		}
+	}
+	if c.VerificationTable != "" && c.UsersTable == "" {
+		l.fail("USERS_TABLE", "is required when VERIFICATION_TABLE is set (the user check runs inside the send's DynamoDB transaction)")
+	}
+	if c.UsersTable != "" && c.VerificationTable == "" {
+		l.fail("VERIFICATION_TABLE", "is required when USERS_TABLE is set")
+	}
+	if c.Lambda && c.VerificationTable == "" {
+		l.fail("VERIFICATION_TABLE", "is required in Lambda: the in-memory store would not be shared between instances")
+	}
+	if c.EmailSender == "smtp" && c.SMTPURL == "" && c.SMTPURLSecretARN == "" {
+		l.fail("SMTP_URL", "is required when EMAIL_SENDER=smtp (or SMTP_URL_SECRET_ARN)")
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		l.fail("ADDR", "must be host:port")
+	}
+	if len(l.problems) > 0 {
+		return nil, errors.New("configuration: " + strings.Join(l.problems, "; "))
+	}
+	return c, nil
+}
+
+// ChannelOn reports whether ch ("sms" or "email") is switched on.
+func (c *Config) ChannelOn(ch string) bool { return slices.Contains(c.Channels, ch) }
+
+type loader struct {
+	getenv   func(string) string
+	problems []string
+}
+
+func (l *loader) fail(name, format string, args ...any) {
+	l.problems = append(l.problems, name+" "+fmt.Sprintf(format, args...))
+}
+
+func (l *loader) str(name, def string) string {
+	if v := l.getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func (l *loader) oneOf(name, def string, allowed ...string) string {
+	v := l.str(name, def)
+	if !slices.Contains(allowed, v) {
+		l.fail(name, "must be one of %s, got %q", strings.Join(allowed, ", "), v)
+	}
+	return v
+}
+
+func (l *loader) int(name string, def, min int) int {
+	v := l.getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min {
+		kind := "a positive integer"
+		if min == 0 {
+			kind = "a non-negative integer (0 = off)"
+		}
+		l.fail(name, "must be %s, got %q", kind, v)
+		return def
+	}
+	return n
+}
+
+func (l *loader) positive(name string, def int) int { return l.int(name, def, 1) }
+func (l *loader) natural(name string, def int) int  { return l.int(name, def, 0) }
+
+func (l *loader) seconds(name string, def int) time.Duration {
+	return time.Duration(l.positive(name, def)) * time.Second
+}
+
+func (l *loader) list(name, def string, valid func(string) bool) []string {
+	var out []string
+	for _, v := range strings.Split(l.str(name, def), ",") {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			continue
+		}
+		if valid != nil && !valid(v) {
+			l.fail(name, "has an unknown value %q", v)
+			continue
+		}
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	if len(out) == 0 {
+		l.fail(name, "must not be empty")
+	}
+	return out
+}

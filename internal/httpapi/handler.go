@@ -1,0 +1,222 @@
+// Package httpapi adapts the service to HTTP: API Gateway REST (payload v1),
+// HTTP API and function URL (payload v2) events, and net/http for local mode.
+// It routes, decodes requests strictly, renders every answer (errors through
+// one table and one writer), and writes one log line and one metrics line per
+// request. It knows no business rule.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"time"
+
+	"github.com/verifykit/verifykit/internal/captcha"
+	"github.com/verifykit/verifykit/internal/logging"
+	"github.com/verifykit/verifykit/internal/verification"
+)
+
+// MaxBody is the largest request body accepted (SPEC §2).
+const MaxBody = 8 << 10
+
+// Request is an HTTP request whatever transport brought it.
+type Request struct {
+	Method    string
+	Path      string            // route path, without any stage prefix
+	Header    map[string]string // keys in lower case
+	Body      []byte
+	SourceIP  string // as the platform observed it; never a client header
+	RequestID string
+}
+
+// Response is an HTTP response whatever transport takes it back.
+type Response struct {
+	Status int
+	Header map[string]string
+	Body   []byte
+}
+
+// Captchas issues and solves image captchas.
+type Captchas interface {
+	New(ctx context.Context) (captcha.Image, error)
+	Solve(ctx context.Context, token, key string) (captcha.Pass, error)
+}
+
+// Handler serves every route of the API.
+type Handler struct {
+	Verification *verification.Service
+	Captchas     Captchas
+	JWKS         []byte
+	// DevOutbox, when set (local mode with the outbox sender only), serves
+	// GET /dev/outbox with what it returns.
+	DevOutbox func() any
+	Log       *slog.Logger
+	Metrics   *logging.Metrics
+	Now       func() time.Time
+}
+
+type route struct {
+	method string
+	serve  func(h *Handler, ctx context.Context, r *Request, l *logEntry) Response
+}
+
+var routes = map[string]route{
+	"/auth/v1/verification":          {"POST", (*Handler).send},
+	"/auth/v1/verification/verify":   {"POST", (*Handler).verify},
+	"/auth/v1/captcha/data":          {"POST", (*Handler).captchaNew},
+	"/auth/v1/captcha/data/verify":   {"POST", (*Handler).captchaSolve},
+	"/auth/v1/.well-known/jwks.json": {"GET", (*Handler).jwks},
+	"/dev/outbox":                    {"GET", (*Handler).devOutbox},
+}
+
+// Serve answers one request. It never fails: every error becomes a response.
+func (h *Handler) Serve(ctx context.Context, r *Request) Response {
+	start := h.Now()
+	l := logEntry{Route: r.Path, Method: r.Method}
+	resp := h.dispatch(ctx, r, &l)
+	l.Status = resp.Status
+	h.finish(ctx, r, &l, start)
+	return resp
+}
+
+func (h *Handler) dispatch(ctx context.Context, r *Request, l *logEntry) Response {
+	rt, ok := routes[r.Path]
+	if !ok || (r.Path == "/dev/outbox" && h.DevOutbox == nil) {
+		l.Route = "unknown"
+		return h.fail(l, verification.Errorf(verification.KindNotFound, "No such route"))
+	}
+	if r.Method != rt.method {
+		resp := h.fail(l, verification.Errorf(verification.KindMethodNotAllowed, "Method %s is not allowed here, use %s", r.Method, rt.method))
+		resp.Header["Allow"] = rt.method
+		return resp
+	}
+	if len(r.Body) > MaxBody {
+		return h.fail(l, verification.Errorf(verification.KindPayloadTooLarge, "Request body larger than %d bytes", MaxBody))
+	}
+	return rt.serve(h, ctx, r, l)
+}
+
+func (h *Handler) fail(l *logEntry, err error) Response {
+	l.Err = err
+	return errorResponse(err)
+}
+
+func (h *Handler) send(ctx context.Context, r *Request, l *logEntry) Response {
+	var b sendBody
+	if err := decode(r.Body, &b, sendFields); err != nil {
+		return h.fail(l, err)
+	}
+	req := verification.SendRequest{
+		Target:      b.Target,
+		PhoneNumber: b.PhoneNumber,
+		Email:       b.Email,
+		IP:          r.SourceIP,
+	}
+	if b.Locale != nil {
+		req.Locale = *b.Locale
+	}
+	if tok, ok := r.Header["x-captcha-token"]; ok {
+		req.CaptchaToken = &tok
+	}
+	res, addr, err := h.Verification.Send(ctx, req)
+	l.Channel, l.Target = string(addr.Channel), logging.Mask(addr)
+	l.CaptchaGiven = req.CaptchaToken != nil
+	if err != nil {
+		return h.fail(l, err)
+	}
+	l.OutcomeUnknown = res.OutcomeUnknown
+	return jsonResponse(200, sendResponse{VerificationID: res.VerificationID, ExpiresIn: res.ExpiresIn, IsUser: res.IsUser})
+}
+
+func (h *Handler) verify(ctx context.Context, r *Request, l *logEntry) Response {
+	var b verifyBody
+	if err := decode(r.Body, &b, verifyFields); err != nil {
+		return h.fail(l, err)
+	}
+	res, err := h.Verification.Verify(ctx, verification.VerifyRequest{VerificationID: b.VerificationID, VerificationCode: b.VerificationCode})
+	if err != nil {
+		return h.fail(l, err)
+	}
+	l.Channel = string(res.Verified.Channel)
+	l.Target = logging.Mask(verification.Address{Channel: res.Verified.Channel, Identity: res.Verified.Identity})
+	return jsonResponse(200, verifyResponse{VerificationToken: res.Token, ExpiresIn: res.ExpiresIn})
+}
+
+func (h *Handler) captchaNew(ctx context.Context, r *Request, l *logEntry) Response {
+	// An empty body is the same as {} (SPEC §2); anything else must be a
+	// well-formed object.
+	if len(r.Body) > 0 {
+		var b emptyBody
+		if err := decode(r.Body, &b, nil); err != nil {
+			return h.fail(l, err)
+		}
+	}
+	img, err := h.Captchas.New(ctx)
+	if err != nil {
+		return h.fail(l, err)
+	}
+	return jsonResponse(200, captchaResponse{Data: img.Data, Type: "image", Token: img.Token, ExpiresIn: img.ExpiresIn})
+}
+
+func (h *Handler) captchaSolve(ctx context.Context, r *Request, l *logEntry) Response {
+	var b captchaBody
+	if err := decode(r.Body, &b, captchaFields); err != nil {
+		return h.fail(l, err)
+	}
+	if b.Token == nil || b.Key == nil {
+		return h.fail(l, verification.Errorf(verification.KindInvalidRequest, "token and key are required"))
+	}
+	pass, err := h.Captchas.Solve(ctx, *b.Token, *b.Key)
+	if err != nil {
+		return h.fail(l, err)
+	}
+	return jsonResponse(200, captchaPassResponse{CaptchaToken: pass.Token, ExpiresIn: pass.ExpiresIn})
+}
+
+func (h *Handler) jwks(_ context.Context, _ *Request, _ *logEntry) Response {
+	// Consumers cache the keys; a short max-age lets a rotation reach them
+	// within minutes.
+	return Response{Status: 200, Body: h.JWKS, Header: map[string]string{
+		"Content-Type":  "application/jwk-set+json",
+		"Cache-Control": "public, max-age=300",
+	}}
+}
+
+func (h *Handler) devOutbox(_ context.Context, _ *Request, _ *logEntry) Response {
+	return jsonResponse(200, h.DevOutbox())
+}
+
+type sendResponse struct {
+	VerificationID string `json:"verification_id"`
+	ExpiresIn      int    `json:"expires_in"`
+	IsUser         bool   `json:"is_user"`
+}
+
+type captchaResponse struct {
+	Data      string `json:"data"`
+	Type      string `json:"type"`
+	Token     string `json:"token"`
+	ExpiresIn int    `json:"expires_in"`
+}
+
+type captchaPassResponse struct {
+	CaptchaToken string `json:"captcha_token"`
+	ExpiresIn    int    `json:"expires_in"`
+}
+
+type verifyResponse struct {
+	VerificationToken string `json:"verification_token"`
+	ExpiresIn         int    `json:"expires_in"`
+}
+
+func jsonResponse(status int, v any) Response {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status, body = 500, []byte(`{"error":"internal_error","error_code":5000,"error_description":"Internal error, please try again later"}`)
+	}
+	return Response{Status: status, Body: body, Header: map[string]string{
+		"Content-Type": "application/json; charset=utf-8",
+		// Answers carry ids, tokens and captcha images: never cache them.
+		"Cache-Control": "no-store",
+	}}
+}

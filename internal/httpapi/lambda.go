@@ -1,0 +1,106 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+
+	"github.com/aws/aws-lambda-go/events"
+)
+
+// probe tells the two API Gateway payload formats apart.
+type probe struct {
+	Version  string `json:"version"`
+	RouteKey string `json:"routeKey"`
+}
+
+// HandleLambda serves one API Gateway event: REST API (payload v1) or HTTP
+// API / function URL (payload v2). A client mistake never becomes a Go error
+// (which Lambda would report as a function failure); an event that is not an
+// API Gateway request does.
+func (h *Handler) HandleLambda(ctx context.Context, event json.RawMessage) (any, error) {
+	var p probe
+	if err := json.Unmarshal(event, &p); err != nil {
+		return nil, err
+	}
+	if p.Version == "2.0" {
+		var e events.APIGatewayV2HTTPRequest
+		if err := json.Unmarshal(event, &e); err != nil {
+			return nil, err
+		}
+		resp := h.Serve(ctx, fromV2(&e))
+		return events.APIGatewayV2HTTPResponse{StatusCode: resp.Status, Headers: resp.Header, Body: string(resp.Body)}, nil
+	}
+	var e events.APIGatewayProxyRequest
+	if err := json.Unmarshal(event, &e); err != nil {
+		return nil, err
+	}
+	resp := h.Serve(ctx, fromV1(&e))
+	return events.APIGatewayProxyResponse{StatusCode: resp.Status, Headers: resp.Header, Body: string(resp.Body)}, nil
+}
+
+func fromV1(e *events.APIGatewayProxyRequest) *Request {
+	// Route by the resource, not the raw path, so a stage or a custom-domain
+	// base path changes nothing. The catch-all resource routes by its path.
+	path := e.Resource
+	if path == "" || strings.Contains(path, "{proxy+}") {
+		path = e.Path
+	}
+	r := &Request{
+		Method:    e.HTTPMethod,
+		Path:      path,
+		Header:    lowerHeaders(e.Headers, e.MultiValueHeaders),
+		SourceIP:  e.RequestContext.Identity.SourceIP,
+		RequestID: e.RequestContext.RequestID,
+	}
+	r.Body = body(e.Body, e.IsBase64Encoded)
+	return r
+}
+
+func fromV2(e *events.APIGatewayV2HTTPRequest) *Request {
+	method := e.RequestContext.HTTP.Method
+	path := ""
+	if _, p, ok := strings.Cut(e.RouteKey, " "); ok && !strings.Contains(p, "{proxy+}") {
+		path = p
+	} else {
+		path = e.RawPath
+		// With the $default route of a named stage, rawPath starts with it.
+		if st := e.RequestContext.Stage; st != "" && st != "$default" {
+			path = strings.TrimPrefix(path, "/"+st)
+		}
+	}
+	r := &Request{
+		Method:    method,
+		Path:      path,
+		Header:    lowerHeaders(e.Headers, nil),
+		SourceIP:  e.RequestContext.HTTP.SourceIP,
+		RequestID: e.RequestContext.RequestID,
+	}
+	r.Body = body(e.Body, e.IsBase64Encoded)
+	return r
+}
+
+// body decodes a base64 body; one that does not decode is passed through as
+// is, to be refused by the JSON decoder as not JSON.
+func body(s string, b64 bool) []byte {
+	if b64 {
+		if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+			return b
+		}
+	}
+	return []byte(s)
+}
+
+func lowerHeaders(single map[string]string, multi map[string][]string) map[string]string {
+	out := make(map[string]string, len(single)+len(multi))
+	for k, vs := range multi {
+		if len(vs) > 0 {
+			out[strings.ToLower(k)] = vs[0]
+		}
+	}
+	for k, v := range single {
+		out[strings.ToLower(k)] = v
+	}
+	return out
+}

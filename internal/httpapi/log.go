@@ -1,0 +1,71 @@
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/verifykit/verifykit/internal/logging"
+	"github.com/verifykit/verifykit/internal/verification"
+)
+
+// logEntry gathers what the one log line of a request says.
+type logEntry struct {
+	Route          string
+	Method         string
+	Status         int
+	Channel        string
+	Target         string // masked
+	CaptchaGiven   bool
+	OutcomeUnknown bool
+	Err            error
+}
+
+// finish writes the request's log line and metrics.
+func (h *Handler) finish(ctx context.Context, r *Request, l *logEntry, start time.Time) {
+	kind := verification.KindOf(l.Err)
+	outcome := "ok"
+	if kind != "" {
+		outcome = string(kind)
+	}
+	level := slog.LevelInfo
+	attrs := []slog.Attr{
+		slog.String("request_id", r.RequestID),
+		slog.String("route", l.Route),
+		slog.String("method", l.Method),
+		slog.Int("status", l.Status),
+		slog.String("outcome", outcome),
+		slog.Float64("latency_ms", float64(h.Now().Sub(start).Microseconds())/1000),
+	}
+	if l.Channel != "" {
+		attrs = append(attrs, slog.String("channel", l.Channel))
+	}
+	if l.Target != "" {
+		attrs = append(attrs, slog.String("target", l.Target))
+	}
+	if l.CaptchaGiven {
+		attrs = append(attrs, slog.Bool("captcha_token", true))
+	}
+	if l.OutcomeUnknown {
+		level = slog.LevelWarn
+		attrs = append(attrs, slog.Bool("delivery_outcome_unknown", true))
+	}
+	if l.Err != nil {
+		attrs = append(attrs, slog.String("error", string(kind)))
+		// Causes are logged for server-side failures only; refusals of
+		// client input are expected and their causes say nothing new.
+		if kind == verification.KindInternal || kind == verification.KindServiceUnavailable || kind == verification.KindSendFailed {
+			level = slog.LevelError
+			attrs = append(attrs, slog.String("cause", l.Err.Error()))
+		}
+	}
+	h.Log.LogAttrs(ctx, level, "request", attrs...)
+	if h.Metrics != nil {
+		h.Metrics.Request(logging.RequestMetrics{
+			Route:          l.Route,
+			Outcome:        outcome,
+			OutcomeUnknown: l.OutcomeUnknown,
+			Time:           start,
+		})
+	}
+}

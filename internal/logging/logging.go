@@ -1,0 +1,157 @@
+// Package logging sets up structured JSON logs (log/slog), masks phone
+// numbers and emails for them, and writes CloudWatch metrics as Embedded
+// Metric Format lines in the same stream (no extra call, no extra cost).
+package logging
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/nyaruka/phonenumbers"
+
+	"github.com/verifykit/verifykit/internal/verification"
+)
+
+// NewLogger returns the service's JSON logger. In Lambda it is aws-lambda-go's
+// handler (stdout, requestId from the invocation, AWS_LAMBDA_LOG_LEVEL);
+// elsewhere a JSON handler on w with the same field names.
+func NewLogger(lambda bool, w io.Writer, level slog.Level) *slog.Logger {
+	if lambda {
+		return lambdacontext.NewLogger()
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: lambdacontext.ReplaceAttr}))
+}
+
+// Mask hides the middle of a phone number or the local part of an email so
+// logs can tell targets apart without holding them: "+86 138****8000",
+// "u***@example.com". Anything unparsable is masked whole.
+func Mask(a verification.Address) string {
+	switch a.Channel {
+	case verification.SMS:
+		num, err := phonenumbers.Parse(a.Identity, "")
+		if err != nil {
+			return "***"
+		}
+		nsn := phonenumbers.GetNationalSignificantNumber(num)
+		if len(nsn) < 8 {
+			return "+" + itoa(num.GetCountryCode()) + " ****"
+		}
+		return "+" + itoa(num.GetCountryCode()) + " " + nsn[:3] + "****" + nsn[len(nsn)-4:]
+	case verification.Email:
+		at := strings.LastIndexByte(a.Identity, '@')
+		if at < 1 {
+			return "***"
+		}
+		return a.Identity[:1] + "***" + a.Identity[at:]
+	}
+	return ""
+}
+
+func itoa(n int32) string { return strconv.Itoa(int(n)) }
+
+// Metrics writes CloudWatch Embedded Metric Format lines.
+type Metrics struct {
+	namespace string
+	service   string
+
+	mu sync.Mutex
+	w  io.Writer
+}
+
+// NewMetrics writes metrics of namespace, with dimension Service=service, to w
+// (stdout in Lambda, where CloudWatch Logs extracts them).
+func NewMetrics(w io.Writer, namespace, service string) *Metrics {
+	return &Metrics{w: w, namespace: namespace, service: service}
+}
+
+// RequestMetrics is what one request counts.
+type RequestMetrics struct {
+	Route          string
+	Outcome        string // "ok" or the error kind
+	OutcomeUnknown bool
+	Time           time.Time
+}
+
+// Metric names. The template's alarms refer to them.
+const (
+	MetricSendsAccepted    = "SendsAccepted"
+	MetricSendsRefused     = "SendsRefused"
+	MetricCaptchaRequired  = "CaptchaRequired"
+	MetricProviderFailures = "ProviderFailures"
+	MetricOutcomeUnknown   = "DeliveryOutcomeUnknown"
+	MetricVerifySucceeded  = "VerifySucceeded"
+	MetricVerifyFailed     = "VerifyFailed"
+	MetricStoreUnavailable = "StoreUnavailable"
+)
+
+// Request writes the metrics line of one request, if it counts anything.
+func (m *Metrics) Request(r RequestMetrics) {
+	counts := map[string]int{}
+	switch r.Route {
+	case "/auth/v1/verification":
+		if r.Outcome == "ok" {
+			counts[MetricSendsAccepted] = 1
+		} else {
+			counts[MetricSendsRefused] = 1
+		}
+		switch r.Outcome {
+		case string(verification.KindCaptchaRequired):
+			counts[MetricCaptchaRequired] = 1
+		case string(verification.KindSendFailed):
+			counts[MetricProviderFailures] = 1
+		}
+		if r.OutcomeUnknown {
+			counts[MetricOutcomeUnknown] = 1
+		}
+	case "/auth/v1/verification/verify":
+		if r.Outcome == "ok" {
+			counts[MetricVerifySucceeded] = 1
+		} else {
+			counts[MetricVerifyFailed] = 1
+		}
+	}
+	if r.Outcome == string(verification.KindServiceUnavailable) {
+		counts[MetricStoreUnavailable] = 1
+	}
+	if len(counts) == 0 {
+		return
+	}
+	m.write(r, counts)
+}
+
+func (m *Metrics) write(r RequestMetrics, counts map[string]int) {
+	defs := make([]map[string]string, 0, len(counts))
+	line := map[string]any{
+		"Service": m.service,
+		"Route":   r.Route,
+		"Outcome": r.Outcome,
+	}
+	for name, v := range counts {
+		defs = append(defs, map[string]string{"Name": name, "Unit": "Count"})
+		line[name] = v
+	}
+	line["_aws"] = map[string]any{
+		"Timestamp": r.Time.UnixMilli(),
+		"CloudWatchMetrics": []map[string]any{{
+			"Namespace": m.namespace,
+			// Per service for the alarms, and per outcome to see refusals by
+			// reason.
+			"Dimensions": [][]string{{"Service"}, {"Service", "Outcome"}},
+			"Metrics":    defs,
+		}},
+	}
+	b, err := json.Marshal(line)
+	if err != nil {
+		return
+	}
+	b = append(b, '\n')
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, _ = m.w.Write(b)
+}

@@ -1,0 +1,202 @@
+// Package memstore is the embedded store of local mode: codes, limits,
+// captchas and a user directory in memory, with the same semantics as the
+// DynamoDB store (both pass internal/storetest). One mutex makes every
+// operation atomic, as a DynamoDB condition or transaction does.
+package memstore
+
+import (
+	"context"
+	"crypto/subtle"
+	"sync"
+	"time"
+
+	"github.com/verifykit/verifykit/internal/captcha"
+	"github.com/verifykit/verifykit/internal/verification"
+)
+
+// Store keeps everything in memory. The zero value is not usable; call New.
+type Store struct {
+	limits verification.Limits
+
+	mu         sync.Mutex
+	targets    map[string]*target
+	ips        map[string]verification.Slots
+	users      map[string]bool
+	challenges map[string]*challenge
+	consumed   map[string]time.Time // captcha token id -> its expiry
+	lastSweep  time.Time
+}
+
+type target struct {
+	slots     verification.Slots
+	nonce     string
+	codeHash  string
+	attempts  int
+	expiresAt time.Time
+	used      bool
+	rec       verification.Record
+}
+
+type challenge struct {
+	answerHash string
+	attempts   int
+	expiresAt  time.Time
+	used       bool
+}
+
+// New returns an empty store enforcing limits, in which the given normalised
+// identities exist as users.
+func New(limits verification.Limits, users []string) *Store {
+	s := &Store{
+		limits:     limits,
+		targets:    map[string]*target{},
+		ips:        map[string]verification.Slots{},
+		users:      map[string]bool{},
+		challenges: map[string]*challenge{},
+		consumed:   map[string]time.Time{},
+	}
+	for _, u := range users {
+		s.users[u] = true
+	}
+	return s
+}
+
+// Exists reports whether identity is a user.
+func (s *Store) Exists(_ context.Context, identity string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.users[identity], nil
+}
+
+// Reserve commits r or returns the refusal that SPEC §3.4a names first.
+func (s *Store) Reserve(_ context.Context, r verification.Reservation) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweep(r.Now)
+
+	ip := s.ips[r.IP].Resize(s.limits.IPCap)
+	t := s.targets[r.Handle]
+	tslots := verification.Slots(nil).Resize(s.limits.TargetCap)
+	if t != nil {
+		tslots = t.slots.Resize(s.limits.TargetCap)
+	}
+	var userRefusal error
+	switch exists := s.users[r.Identity]; {
+	case r.Require == verification.RequireUser && !exists:
+		userRefusal = verification.ErrUserNotFound
+	case r.Require == verification.RequireNoUser && exists:
+		userRefusal = verification.ErrUserExists
+	}
+	_, captchaUsed := s.consumed[r.CaptchaID]
+	j := s.limits.Judge(ip, tslots, r.Now)
+	if err, spendIP := j.Refusal(r.CaptchaID != "", r.CaptchaID != "" && captchaUsed, userRefusal); err != nil {
+		if spendIP {
+			s.ips[r.IP] = ip.Push(r.Now.UnixMilli())
+		}
+		return err
+	}
+
+	s.ips[r.IP] = ip.Push(r.Now.UnixMilli())
+	if r.CaptchaID != "" {
+		s.consumed[r.CaptchaID] = r.CaptchaExp
+	}
+	s.targets[r.Handle] = &target{
+		slots:     tslots.Push(r.Now.UnixMilli()),
+		nonce:     r.Nonce,
+		codeHash:  r.CodeHash,
+		expiresAt: r.ExpiresAt,
+		rec:       verification.Record{Identity: r.Identity, Channel: r.Channel, Target: r.Target},
+	}
+	return nil
+}
+
+// Release removes r's code and gives back its cooldown slot, unless a newer
+// send replaced it. The IP budget stays spent.
+func (s *Store) Release(_ context.Context, r verification.Reservation) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.targets[r.Handle]
+	if t == nil || t.nonce != r.Nonce {
+		return nil
+	}
+	s.targets[r.Handle] = &target{slots: t.slots.Resize(s.limits.TargetCap).Pop()}
+	return nil
+}
+
+// Consume spends a right code or counts a wrong one.
+func (s *Store) Consume(_ context.Context, a verification.Attempt) (verification.Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.targets[a.Handle]
+	if t == nil || t.nonce == "" || subtle.ConstantTimeCompare([]byte(t.nonce), []byte(a.Nonce)) != 1 ||
+		t.used || !a.Now.Before(t.expiresAt) || t.attempts >= a.MaxAttempts {
+		return verification.Record{}, verification.ErrExpired
+	}
+	if subtle.ConstantTimeCompare([]byte(t.codeHash), []byte(a.CodeHash)) == 1 {
+		t.used = true
+		return t.rec, nil
+	}
+	t.attempts++
+	if left := a.MaxAttempts - t.attempts; left > 0 {
+		return verification.Record{}, verification.WrongCode(left)
+	}
+	return verification.Record{}, verification.ErrTooManyAttempts
+}
+
+// PutChallenge stores a new captcha challenge.
+func (s *Store) PutChallenge(_ context.Context, c captcha.Challenge) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.challenges[c.ID] = &challenge{answerHash: c.AnswerHash, expiresAt: c.ExpiresAt}
+	return nil
+}
+
+// SolveChallenge marks a challenge solved or counts a wrong answer.
+func (s *Store) SolveChallenge(_ context.Context, v captcha.Solve) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.challenges[v.ID]
+	switch {
+	case c == nil || !v.Now.Before(c.expiresAt) || c.attempts >= v.MaxAttempts:
+		return captcha.ErrExpired
+	case c.used:
+		return captcha.ErrUsed
+	case subtle.ConstantTimeCompare([]byte(c.answerHash), []byte(v.AnswerHash)) == 1:
+		c.used = true
+		return nil
+	}
+	c.attempts++
+	return captcha.ErrWrong
+}
+
+// sweep drops entries that can no longer matter, at most once a minute, so a
+// long-running local server does not grow without bound (the role TTL plays
+// in DynamoDB).
+func (s *Store) sweep(now time.Time) {
+	if now.Sub(s.lastSweep) < time.Minute {
+		return
+	}
+	s.lastSweep = now
+	dayCut := now.Add(-s.limits.TargetWindow).UnixMilli()
+	ipCut := now.Add(-s.limits.IPWindow).UnixMilli()
+	for k, t := range s.targets {
+		if n := len(t.slots); (n == 0 || t.slots[n-1] <= dayCut) && !now.Before(t.expiresAt) {
+			delete(s.targets, k)
+		}
+	}
+	for k, sl := range s.ips {
+		if n := len(sl); n == 0 || sl[n-1] <= ipCut {
+			delete(s.ips, k)
+		}
+	}
+	for k, c := range s.challenges {
+		if !now.Before(c.expiresAt) {
+			delete(s.challenges, k)
+		}
+	}
+	for k, exp := range s.consumed {
+		if !now.Before(exp) {
+			delete(s.consumed, k)
+		}
+	}
+}

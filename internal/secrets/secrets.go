@@ -1,0 +1,124 @@
+// Package secrets provides the two secrets every instance of a deployment
+// must share: the HMAC key (code hashes, ids, captcha answers and tokens) and
+// the ES256 key that signs verification tokens.
+package secrets
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/verifykit/verifykit/internal/token"
+	"github.com/verifykit/verifykit/internal/verification"
+)
+
+// Keys are the service's secrets.
+type Keys struct {
+	HMAC    []byte
+	Signing *ecdsa.PrivateKey
+	// Generated is true when the keys were made up at start-up: right for one
+	// local process, wrong for anything with more than one instance.
+	Generated bool
+}
+
+// SecretGetter is the one Secrets Manager call needed.
+type SecretGetter interface {
+	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+}
+
+// secretDoc is the JSON of the secret. The template generates {"master": ...}
+// (random, never seen by anyone); operators may instead store explicit keys.
+type secretDoc struct {
+	Master     string `json:"master"`
+	HMACKey    string `json:"hmac_key"`    // base64, at least 32 bytes
+	SigningKey string `json:"signing_key"` // PEM, EC P-256
+}
+
+// FromSecretsManager reads the keys from one secret, once per container.
+func FromSecretsManager(ctx context.Context, c SecretGetter, arn string) (Keys, error) {
+	out, err := c.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: &arn})
+	if err != nil {
+		return Keys{}, fmt.Errorf("read secret %s: %w", arn, err)
+	}
+	if out.SecretString == nil {
+		return Keys{}, errors.New("secret has no string value")
+	}
+	var doc secretDoc
+	if err := json.Unmarshal([]byte(*out.SecretString), &doc); err != nil {
+		return Keys{}, errors.New("secret is not a JSON object") // never echo the secret
+	}
+	if doc.Master != "" {
+		return FromMaster([]byte(doc.Master))
+	}
+	hmacKey, err := base64.StdEncoding.DecodeString(doc.HMACKey)
+	if err != nil {
+		return Keys{}, errors.New("secret: hmac_key is not base64")
+	}
+	return FromValues(hmacKey, doc.SigningKey)
+}
+
+// FromMaster derives both keys from one random master secret (at least 32
+// bytes), so a deployment needs a single generated secret.
+func FromMaster(master []byte) (Keys, error) {
+	if len(master) < 32 {
+		return Keys{}, errors.New("master secret must be at least 32 bytes")
+	}
+	signing, err := token.KeyFromSeed(verification.Derive(master, "signing seed v1"))
+	if err != nil {
+		return Keys{}, err
+	}
+	return Keys{HMAC: verification.Derive(master, "hmac key v1"), Signing: signing}, nil
+}
+
+// FromValues uses explicit keys (HMAC_KEY, SIGNING_KEY); a missing one is
+// generated, and Generated says so.
+func FromValues(hmacKey []byte, signingPEM string) (Keys, error) {
+	var k Keys
+	switch {
+	case len(hmacKey) >= 32:
+		k.HMAC = hmacKey
+	case len(hmacKey) == 0:
+		k.HMAC, k.Generated = make([]byte, 32), true
+		if _, err := rand.Read(k.HMAC); err != nil {
+			return Keys{}, err
+		}
+	default:
+		return Keys{}, errors.New("HMAC key must be at least 32 bytes")
+	}
+	if signingPEM == "" {
+		seed := make([]byte, 32)
+		if _, err := rand.Read(seed); err != nil {
+			return Keys{}, err
+		}
+		signing, err := token.KeyFromSeed(seed)
+		if err != nil {
+			return Keys{}, err
+		}
+		k.Signing, k.Generated = signing, true
+		return k, nil
+	}
+	signing, err := token.ParsePEM(signingPEM)
+	if err != nil {
+		return Keys{}, fmt.Errorf("signing key: %w", err)
+	}
+	k.Signing = signing
+	return k, nil
+}
+
+// String reads a plain secret string (the SMTP URL with its credentials).
+func String(ctx context.Context, c SecretGetter, arn string) (string, error) {
+	out, err := c.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: &arn})
+	if err != nil {
+		return "", fmt.Errorf("read secret %s: %w", arn, err)
+	}
+	if out.SecretString == nil || *out.SecretString == "" {
+		return "", fmt.Errorf("secret %s has no string value", arn)
+	}
+	return *out.SecretString, nil
+}

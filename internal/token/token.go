@@ -1,0 +1,203 @@
+// Package token issues and validates the verification_token: a short-lived
+// JWT (ES256, "kid" in the header) saying which phone number or email was
+// verified, for which target, and whether a user existed.
+//
+// A sign-in or sign-up service imports this package (or any JOSE library)
+// and validates tokens offline against the public keys published at
+// GET /auth/v1/.well-known/jwks.json; it never holds a key that can mint one.
+package token
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/verifykit/verifykit/internal/verification"
+)
+
+// Claims are the claims of a verification_token.
+type Claims struct {
+	jwt.Claims
+	// Channel is "sms" or "email"; Subject is then the E.164 phone number
+	// or the lower-case email.
+	Channel string `json:"channel"`
+	// Target is the target of the send: ANY, USER or NOT_USER.
+	Target string `json:"target"`
+	// IsUser says whether a user existed for the subject at the send.
+	IsUser bool `json:"is_user"`
+}
+
+// Issuer signs verification tokens.
+type Issuer struct {
+	key      *ecdsa.PrivateKey
+	signer   jose.Signer
+	kid      string
+	issuer   string
+	audience string
+	ttl      time.Duration
+	jwks     []byte
+}
+
+// NewIssuer returns an issuer signing with key. The key id is the key's
+// RFC 7638 thumbprint, so a rotated key gets a new kid by itself.
+func NewIssuer(key *ecdsa.PrivateKey, issuer, audience string, ttl time.Duration) (*Issuer, error) {
+	pub := jose.JSONWebKey{Key: &key.PublicKey, Algorithm: string(jose.ES256), Use: "sig"}
+	tp, err := pub.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("thumbprint: %w", err)
+	}
+	pub.KeyID = base64.RawURLEncoding.EncodeToString(tp)
+	signer, err := jose.NewSigner(
+		jose.SigningKey{Algorithm: jose.ES256, Key: key},
+		(&jose.SignerOptions{}).WithType("JWT").WithHeader(jose.HeaderKey("kid"), pub.KeyID),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("signer: %w", err)
+	}
+	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}})
+	if err != nil {
+		return nil, err
+	}
+	return &Issuer{key: key, signer: signer, kid: pub.KeyID, issuer: issuer, audience: audience, ttl: ttl, jwks: jwks}, nil
+}
+
+// KeyID is the kid of the signing key.
+func (i *Issuer) KeyID() string { return i.kid }
+
+// JWKS is the JSON Web Key Set of the public key, to serve as is.
+func (i *Issuer) JWKS() []byte { return i.jwks }
+
+// Issue signs a token for a verified code.
+func (i *Issuer) Issue(v verification.Verified, now time.Time) (string, error) {
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return "", err
+	}
+	c := Claims{
+		Claims: jwt.Claims{
+			Issuer:   i.issuer,
+			Audience: jwt.Audience{i.audience},
+			Subject:  v.Identity,
+			IssuedAt: jwt.NewNumericDate(now),
+			Expiry:   jwt.NewNumericDate(now.Add(i.ttl)),
+			ID:       base64.RawURLEncoding.EncodeToString(id),
+		},
+		Channel: string(v.Channel),
+		Target:  string(v.Target),
+		IsUser:  v.IsUser,
+	}
+	return jwt.Signed(i.signer).Claims(c).Serialize()
+}
+
+// Validator checks tokens offline against a set of public keys.
+type Validator struct {
+	keys     jose.JSONWebKeySet
+	issuer   string
+	audience string
+}
+
+// NewValidator parses a JWKS document (as served at
+// /auth/v1/.well-known/jwks.json) and returns a validator that accepts only
+// tokens of issuer for audience. Private keys in the set are refused.
+func NewValidator(jwks []byte, issuer, audience string) (*Validator, error) {
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(jwks, &set); err != nil {
+		return nil, fmt.Errorf("jwks: %w", err)
+	}
+	for _, k := range set.Keys {
+		if !k.IsPublic() {
+			return nil, errors.New("jwks holds a private key")
+		}
+	}
+	if issuer == "" || audience == "" {
+		return nil, errors.New("issuer and audience are required")
+	}
+	return &Validator{keys: set, issuer: issuer, audience: audience}, nil
+}
+
+// ErrInvalid is returned for any token that does not validate.
+var ErrInvalid = errors.New("invalid verification token")
+
+// Validate checks the signature (ES256 only, key chosen by kid), issuer,
+// audience, expiry and issue time at now, and returns the claims.
+func (v *Validator) Validate(token string, now time.Time) (*Claims, error) {
+	t, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil || len(t.Headers) != 1 {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	keys := v.keys.Key(t.Headers[0].KeyID)
+	if len(keys) != 1 {
+		return nil, fmt.Errorf("%w: unknown kid", ErrInvalid)
+	}
+	var c Claims
+	if err := t.Claims(keys[0].Key, &c); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if c.Expiry == nil || c.IssuedAt == nil || c.Subject == "" || c.ID == "" {
+		return nil, fmt.Errorf("%w: missing claims", ErrInvalid)
+	}
+	err = c.Claims.ValidateWithLeeway(jwt.Expected{
+		Issuer:      v.issuer,
+		AnyAudience: jwt.Audience{v.audience},
+		Time:        now,
+	}, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return &c, nil
+}
+
+// KeyFromSeed derives a P-256 private key from a secret seed, so every
+// instance of a deployment that shares the seed signs with the same key and
+// serves the same JWKS. The scalar is HMAC-derived and retried with a counter
+// until it falls in [1, n-1], which keeps it uniform.
+func KeyFromSeed(seed []byte) (*ecdsa.PrivateKey, error) {
+	if len(seed) < 32 {
+		return nil, errors.New("signing seed must be at least 32 bytes")
+	}
+	for i := 0; i < 100; i++ {
+		d := verification.Derive(seed, fmt.Sprintf("es256 signing key v1 %d", i))
+		if k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), d); err == nil {
+			return k, nil
+		}
+	}
+	return nil, errors.New("could not derive a signing key")
+}
+
+// ParsePEM reads an EC P-256 private key in PEM (SEC 1 "EC PRIVATE KEY" or
+// PKCS #8 "PRIVATE KEY").
+func ParsePEM(data string) (*ecdsa.PrivateKey, error) {
+	block, _ := pem.Decode([]byte(data))
+	if block == nil {
+		return nil, errors.New("no PEM block")
+	}
+	var key any
+	var err error
+	switch block.Type {
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(block.Bytes)
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("unsupported PEM block %q", block.Type)
+	}
+	if err != nil {
+		return nil, err
+	}
+	ec, ok := key.(*ecdsa.PrivateKey)
+	if !ok || ec.Curve != elliptic.P256() {
+		return nil, errors.New("signing key must be an EC P-256 key (ES256)")
+	}
+	return ec, nil
+}
