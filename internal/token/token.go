@@ -147,6 +147,11 @@ func (v *Validator) Validate(token string, now time.Time) (*Claims, error) {
 	if c.Expiry == nil || c.IssuedAt == nil || c.Subject == "" || c.ID == "" {
 		return nil, fmt.Errorf("%w: missing claims", ErrInvalid)
 	}
+	// RFC 7519: the token is valid only before "exp" (go-jose also accepts
+	// the instant itself).
+	if !now.Before(c.Expiry.Time()) {
+		return nil, fmt.Errorf("%w: expired", ErrInvalid)
+	}
 	err = c.Claims.ValidateWithLeeway(jwt.Expected{
 		Issuer:      v.issuer,
 		AnyAudience: jwt.Audience{v.audience},
