@@ -78,6 +78,7 @@ func Load(getenv func(string) string, checks Checks) (*Config, error) {
 		TokenIssuer:         l.str("TOKEN_ISSUER", "verifykit"),
 		TokenAudience:       l.str("TOKEN_AUDIENCE", "verifykit"),
 		Addr:                l.str("ADDR", "127.0.0.1:3000"),
+		MetricsNamespace:    l.str("METRICS_NAMESPACE", "Verifykit"),
 		LogLevel:            l.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 	}
 	defSMS, defEmail := "outbox", "outbox"
@@ -127,7 +128,7 @@ func Load(getenv func(string) string, checks Checks) (*Config, error) {
 	if c.Lambda && c.VerificationTable == "" {
 		l.fail("VERIFICATION_TABLE", "is required in Lambda: the in-memory store would not be shared between instances")
 	}
-	if c.EmailSender == "smtp" && c.SMTPURL == "" && c.SMTPURLSecretARN == "" {
+	if c.ChannelOn("email") && c.EmailSender == "smtp" && c.SMTPURL == "" && c.SMTPURLSecretARN == "" {
 		l.fail("SMTP_URL", "is required when EMAIL_SENDER=smtp (or SMTP_URL_SECRET_ARN)")
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {

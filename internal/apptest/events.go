@@ -1,0 +1,82 @@
+package apptest
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// Expectation is one row of events/README.md: what a sample event answers.
+type Expectation struct {
+	File   string
+	Status int
+	Error  string
+}
+
+var row = regexp.MustCompile("^\\| `([a-z0-9-]+\\.json)` \\|.*\\| (\\d{3}) \\| (`([a-z_]+)`|-) \\|$")
+
+// Expectations reads the table of events/README.md, the one place that says
+// what each sample event must answer (the runtime-emulator test reads it too).
+func Expectations(t testing.TB, dir string) []Expectation {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []Expectation
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		m := row.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		status, _ := strconv.Atoi(m[2])
+		out = append(out, Expectation{File: m[1], Status: status, Error: m[4]})
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	if len(out) != len(files) || len(files) == 0 {
+		t.Fatalf("events/README.md lists %d events, events/ has %d files", len(out), len(files))
+	}
+	return out
+}
+
+// CheckAnswer checks one event's answer against its expectation.
+func CheckAnswer(t testing.TB, e Expectation, status int, body []byte) {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatalf("body %q is not JSON", body)
+	}
+	if status != e.Status {
+		t.Fatalf("status %d, want %d (body %s)", status, e.Status, body)
+	}
+	if e.Error != "" {
+		if m["error"] != e.Error {
+			t.Fatalf("error %v, want %s", m["error"], e.Error)
+		}
+		return
+	}
+	switch {
+	case strings.Contains(e.File, "send-"):
+		if id, _ := m["verification_id"].(string); id == "" || m["expires_in"] != 600.0 || m["is_user"] == nil {
+			t.Fatalf("send answer %s", body)
+		}
+		if strings.Contains(e.File, "user-existing") && m["is_user"] != true {
+			t.Fatalf("is_user %v, want true", m["is_user"])
+		}
+	case strings.Contains(e.File, "captcha-data"):
+		if m["type"] != "image" || !strings.HasPrefix(m["data"].(string), "data:image/png;base64,") {
+			t.Fatalf("captcha answer %.200s", body)
+		}
+	case strings.Contains(e.File, "jwks"):
+		if keys, _ := m["keys"].([]any); len(keys) != 1 {
+			t.Fatalf("jwks %s", body)
+		}
+	}
+}

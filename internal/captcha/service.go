@@ -1,0 +1,235 @@
+// Package captcha issues image captchas, checks their answers and mints the
+// captcha_token that lets an abnormal send through (SPEC §2.3, §2.4, §3.4).
+//
+// A captcha has two tokens with two lifetimes. The image token names one
+// challenge in the Store, which keeps only a keyed hash of its answer and
+// counts wrong answers there, atomically. The captcha_token returned by a
+// right answer is self-contained and signed, so that a send can refuse a
+// forged or expired one before it spends a database call (SPEC §3.4a); its
+// single use is enforced by the send's reservation, which records its ID.
+package captcha
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/verifykit/verifykit/internal/verification"
+)
+
+// Defaults of a Service. The TTL is SPEC §4's CAPTCHA_TTL_SECONDS; three
+// wrong answers kill a captcha, so guessing costs a new image (and a store
+// write) every three tries while a person who mistypes once is not punished.
+const (
+	DefaultTTL         = 300 * time.Second
+	DefaultMaxAttempts = 3
+)
+
+// idLen is the random part of an image token: 128 bits, so that tokens
+// cannot be guessed or enumerated.
+const idLen = 16
+
+// Service issues and solves image captchas and checks captcha tokens. It
+// implements verification.CaptchaTokens. Build it with NewService; the
+// exported fields may be changed before first use, never concurrently with
+// it.
+type Service struct {
+	// Store keeps the challenges.
+	Store Store
+	// Now is the clock; tests inject a fixed one.
+	Now func() time.Time
+	// TTL is the validity of an image and of the captcha_token it yields.
+	TTL time.Duration
+	// MaxAttempts is the number of wrong answers that kill a challenge.
+	MaxAttempts int
+	// OnIssue, when set, receives every issued image token with its answer.
+	// It exists only for local development (the /dev/outbox lists captchas
+	// with their answers); production wiring leaves it nil. The answer is
+	// never logged or returned anywhere else.
+	OnIssue func(token, answer string)
+
+	answerKey []byte // HMAC key of the stored answer hashes
+	passKey   []byte // HMAC key of the captcha_token tags
+}
+
+var _ verification.CaptchaTokens = (*Service)(nil)
+
+// errNotBuilt guards against a Service literal: without keys every hash and
+// tag would be computed with an empty key, which anyone can reproduce.
+var errNotBuilt = errors.New("captcha: Service not built with NewService")
+
+// NewService returns a Service over store with keys derived from master (the
+// server's HMAC secret, at least 32 bytes) and the default clock, TTL and
+// attempt limit. Each key is derived under its own label, so neither can be
+// confused with the other or with a key of package verification.
+func NewService(store Store, master []byte) (*Service, error) {
+	if store == nil {
+		return nil, errors.New("captcha: nil store")
+	}
+	if len(master) < 32 {
+		return nil, errors.New("captcha: HMAC key must be at least 32 bytes")
+	}
+	return &Service{
+		Store:       store,
+		Now:         time.Now,
+		TTL:         DefaultTTL,
+		MaxAttempts: DefaultMaxAttempts,
+		answerKey:   verification.Derive(master, "captcha answer v1"),
+		passKey:     verification.Derive(master, "captcha token v1"),
+	}, nil
+}
+
+// Image is an issued captcha, the body of POST /auth/v1/captcha/data.
+type Image struct {
+	// Data is the picture as a data URI: "data:image/png;base64,...".
+	Data string
+	// Token names the challenge when it is solved: opaque, 128 random bits.
+	Token string
+	// ExpiresIn is the challenge's validity in whole seconds.
+	ExpiresIn int
+}
+
+// Pass is a solved captcha, the body of POST /auth/v1/captcha/data/verify.
+type Pass struct {
+	// Token is the captcha_token a send carries as x-captcha-token.
+	Token string
+	// ExpiresIn is its validity in whole seconds.
+	ExpiresIn int
+}
+
+// New draws a new captcha, stores the keyed hash of its answer and returns
+// the image with its token.
+func (s *Service) New(ctx context.Context) (Image, error) {
+	if len(s.answerKey) == 0 {
+		return Image{}, errNotBuilt
+	}
+	answer, pic, err := render()
+	if err != nil {
+		return Image{}, fmt.Errorf("captcha: draw: %w", err)
+	}
+	raw := make([]byte, idLen)
+	if _, err := rand.Read(raw); err != nil {
+		return Image{}, fmt.Errorf("captcha: token: %w", err)
+	}
+	id := base64.RawURLEncoding.EncodeToString(raw)
+	now := s.Now()
+	err = s.Store.PutChallenge(ctx, Challenge{
+		ID:         id,
+		AnswerHash: s.answerHash(id, answer),
+		ExpiresAt:  now.Add(s.TTL),
+	})
+	if err != nil {
+		return Image{}, fmt.Errorf("captcha: store: %w", err)
+	}
+	if s.OnIssue != nil {
+		s.OnIssue(id, answer)
+	}
+	return Image{
+		Data:      "data:image/png;base64," + base64.StdEncoding.EncodeToString(pic),
+		Token:     id,
+		ExpiresIn: seconds(s.TTL),
+	}, nil
+}
+
+// Solve checks key against the challenge named by token and, when it is
+// right, returns a captcha_token. Refusals are *verification.Error:
+// invalid_captcha for a wrong key (the challenge dies at the MaxAttempts-th),
+// captcha_expired for an unknown, malformed, expired or dead token, and
+// captcha_used for one solved before. Store failures pass through wrapped
+// (ErrUnavailable stays recognisable).
+func (s *Service) Solve(ctx context.Context, token, key string) (Pass, error) {
+	if len(s.answerKey) == 0 {
+		return Pass{}, errNotBuilt
+	}
+	// A token that is not one we could have issued cannot name a challenge:
+	// refuse it without a database call.
+	if !validID(token) {
+		return Pass{}, refusal(verification.KindCaptchaExpired, nil)
+	}
+	// An empty key is a slip of the form (submitted before typing), not a
+	// guess: no answer is empty, so refusing it without counting an attempt
+	// gives an attacker nothing and spares the person one of their tries.
+	if key == "" {
+		return Pass{}, refusal(verification.KindInvalidCaptcha, nil)
+	}
+	now := s.Now()
+	err := s.Store.SolveChallenge(ctx, Solve{
+		ID:          token,
+		AnswerHash:  s.answerHash(token, key),
+		Now:         now,
+		MaxAttempts: s.MaxAttempts,
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrWrong):
+		return Pass{}, refusal(verification.KindInvalidCaptcha, err)
+	case errors.Is(err, ErrExpired):
+		return Pass{}, refusal(verification.KindCaptchaExpired, err)
+	case errors.Is(err, ErrUsed):
+		return Pass{}, refusal(verification.KindCaptchaUsed, err)
+	default:
+		return Pass{}, fmt.Errorf("captcha: solve: %w", err)
+	}
+	pass, err := s.mint(now)
+	if err != nil {
+		return Pass{}, err
+	}
+	return Pass{Token: pass, ExpiresIn: seconds(s.TTL)}, nil
+}
+
+// answerHash is HMAC-SHA-256(answerKey, id || fold(answer)), base64url. The
+// id is fixed-length, so the concatenation is unambiguous; binding the hash to
+// the id means two challenges with one answer never store the same hash, and
+// a hash copied from one challenge cannot solve another.
+func (s *Service) answerHash(id, answer string) string {
+	m := hmac.New(sha256.New, s.answerKey)
+	m.Write([]byte(id))
+	m.Write(fold(answer))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// fold lower-cases ASCII letters only. Answers are ASCII, and the key is
+// "case-insensitive, otherwise exact": Unicode case mapping would let other
+// characters (the Kelvin sign K folds to k) count as right, and nothing is
+// trimmed.
+func fold(s string) []byte {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + ('a' - 'A')
+		}
+	}
+	return b
+}
+
+// validID reports whether token has the shape of an image token: the
+// canonical base64url of exactly idLen bytes.
+func validID(token string) bool {
+	if len(token) != base64.RawURLEncoding.EncodedLen(idLen) {
+		return false
+	}
+	// Strict refuses non-zero trailing bits, so each id has one spelling.
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(token)
+	return err == nil && len(raw) == idLen
+}
+
+// The people-facing descriptions of the refusals; none holds an answer.
+var descriptions = map[verification.Kind]string{
+	verification.KindInvalidCaptcha: "Wrong captcha text, please try again",
+	verification.KindCaptchaExpired: "Captcha expired or invalid, please get a new one",
+	verification.KindCaptchaUsed:    "Captcha already used, please get a new one",
+}
+
+func refusal(kind verification.Kind, cause error) *verification.Error {
+	return &verification.Error{Kind: kind, Description: descriptions[kind], Err: cause}
+}
+
+// seconds is d in whole seconds, rounded up, as the API's expires_in.
+func seconds(d time.Duration) int {
+	return int((d + time.Second - 1) / time.Second)
+}

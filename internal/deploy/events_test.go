@@ -1,0 +1,231 @@
+package deploy
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"net/netip"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-lambda-go/events"
+)
+
+const eventsDir = "../../events"
+
+// errorStatus is the HTTP status of each error name (SPEC §2.5); the events
+// README must not promise another.
+var errorStatus = map[string]int{
+	"invalid_request": 400, "invalid_phone_number": 400, "invalid_email": 400, "invalid_target": 400,
+	"invalid_verification_code": 400, "invalid_captcha": 400, "captcha_expired": 400,
+	"verification_expired": 400, "captcha_used": 400, "captcha_invalid": 403, "user_not_found": 404,
+	"user_already_exists": 409, "channel_disabled": 403, "payload_too_large": 413,
+	"captcha_required": 428, "rate_limit_exceeded": 429, "too_many_attempts": 429, "not_found": 404,
+	"method_not_allowed": 405, "send_failed": 502, "service_unavailable": 503, "internal_error": 500,
+}
+
+// expectation is one row of the table in events/README.md.
+type expectation struct {
+	status  int
+	errName string // "" for a success
+}
+
+var readmeRow = regexp.MustCompile("^\\| `([^`]+\\.json)` \\|.*\\| (\\d{3}) \\| (-|`([a-z_]+)`) \\|$")
+
+func readmeExpectations(t *testing.T) map[string]expectation {
+	t.Helper()
+	out := map[string]expectation{}
+	for _, line := range strings.Split(string(readFile(t, filepath.Join(eventsDir, "README.md"))), "\n") {
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		m := readmeRow.FindStringSubmatch(line)
+		if m == nil {
+			t.Errorf("README row not understood: %s", line)
+			continue
+		}
+		status, _ := strconv.Atoi(m[2])
+		if _, dup := out[m[1]]; dup {
+			t.Errorf("README lists %s twice", m[1])
+		}
+		out[m[1]] = expectation{status: status, errName: m[4]}
+	}
+	return out
+}
+
+// templateRoutes is the set of "METHOD /path" the template routes to the
+// function (ANY included).
+func templateRoutes(t *testing.T) map[string]bool {
+	t.Helper()
+	d := parseWorld(t, rawTemplate(t), worlds[0])
+	fn, err := d.tmpl.GetServerlessFunctionWithName("VerificationFunction")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, ev := range fn.Events {
+		if ev.Properties != nil && ev.Properties.ApiEvent != nil {
+			out[strings.ToUpper(ev.Properties.ApiEvent.Method)+" "+ev.Properties.ApiEvent.Path] = true
+		}
+	}
+	return out
+}
+
+func routed(routes map[string]bool, method, path string) bool {
+	return routes[method+" "+path] || routes["ANY "+path]
+}
+
+// checkBody decodes a body the way the adapters must: base64 first when the
+// event says so; a present body must be one JSON object.
+func checkBody(t *testing.T, body string, b64 bool) {
+	t.Helper()
+	if b64 {
+		raw, err := base64.StdEncoding.DecodeString(body)
+		if err != nil {
+			t.Fatalf("isBase64Encoded but body is not base64: %v", err)
+		}
+		body = string(raw)
+	}
+	if body == "" {
+		return
+	}
+	dec := json.NewDecoder(bytes.NewReader([]byte(body)))
+	var obj map[string]any
+	if err := dec.Decode(&obj); err != nil || dec.More() {
+		t.Errorf("body %q is not one JSON object (%v)", body, err)
+	}
+}
+
+var (
+	restIPs = netip.MustParsePrefix("203.0.113.0/24")
+	httpIPs = netip.MustParsePrefix("198.51.100.0/24")
+)
+
+func TestEvents(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(eventsDir, "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no events (%v)", err)
+	}
+	want := readmeExpectations(t)
+	routes := templateRoutes(t)
+	ips := map[string]string{}
+	covered := map[string]bool{} // "rest METHOD /path" and "http METHOD /path"
+	var base64Bodies int
+
+	for _, file := range files {
+		name := filepath.Base(file)
+		t.Run(name, func(t *testing.T) {
+			exp, ok := want[name]
+			if !ok {
+				t.Error("not listed in events/README.md")
+			} else if exp.errName == "" && exp.status != 200 {
+				t.Errorf("README: status %d without an error name", exp.status)
+			} else if s, known := errorStatus[exp.errName]; exp.errName != "" && (!known || s != exp.status) {
+				t.Errorf("README: %s with status %d, the catalogue says %d", exp.errName, exp.status, s)
+			}
+			data := readFile(t, file)
+			var ip string
+			switch {
+			case strings.HasPrefix(name, "rest-"):
+				var ev events.APIGatewayProxyRequest
+				if err := json.Unmarshal(data, &ev); err != nil {
+					t.Fatal(err)
+				}
+				rc := ev.RequestContext
+				ip = rc.Identity.SourceIP
+				if ev.HTTPMethod == "" || ev.Resource == "" || ev.Path == "" || rc.RequestID == "" || rc.Stage == "" {
+					t.Errorf("incomplete v1 event: method %q resource %q path %q requestId %q stage %q", ev.HTTPMethod, ev.Resource, ev.Path, rc.RequestID, rc.Stage)
+				}
+				if rc.HTTPMethod != ev.HTTPMethod || rc.ResourcePath != ev.Resource {
+					t.Errorf("requestContext says %s %s, event says %s %s", rc.HTTPMethod, rc.ResourcePath, ev.HTTPMethod, ev.Resource)
+				}
+				if !strings.HasPrefix(rc.Path, "/"+rc.Stage+"/") {
+					t.Errorf("requestContext.path %q does not start with the stage %q", rc.Path, rc.Stage)
+				}
+				if !routed(routes, ev.HTTPMethod, ev.Resource) {
+					t.Errorf("%s %s: no such route in template.yaml", ev.HTTPMethod, ev.Resource)
+				}
+				if ev.Resource == "/{proxy+}" {
+					if p := ev.PathParameters["proxy"]; "/"+p != ev.Path {
+						t.Errorf("pathParameters.proxy %q does not match path %q", p, ev.Path)
+					}
+				} else if !strings.HasSuffix(ev.Path, ev.Resource) {
+					t.Errorf("path %q does not end with resource %q", ev.Path, ev.Resource)
+				}
+				if exp.errName != "method_not_allowed" {
+					covered["rest "+ev.HTTPMethod+" "+ev.Resource] = true
+				}
+				checkBody(t, ev.Body, ev.IsBase64Encoded)
+				if ev.IsBase64Encoded {
+					base64Bodies++
+				}
+				if !restIPs.Contains(netip.MustParseAddr(ip)) {
+					t.Errorf("sourceIp %s outside %s", ip, restIPs)
+				}
+			case strings.HasPrefix(name, "http-"):
+				var ev events.APIGatewayV2HTTPRequest
+				if err := json.Unmarshal(data, &ev); err != nil {
+					t.Fatal(err)
+				}
+				rc := ev.RequestContext
+				ip = rc.HTTP.SourceIP
+				if ev.Version != "2.0" || rc.RequestID == "" || rc.Stage == "" || rc.HTTP.Method == "" {
+					t.Errorf("incomplete v2 event: version %q requestId %q stage %q method %q", ev.Version, rc.RequestID, rc.Stage, rc.HTTP.Method)
+				}
+				method, path, _ := strings.Cut(ev.RouteKey, " ")
+				if ev.RouteKey != rc.RouteKey || method != rc.HTTP.Method {
+					t.Errorf("routeKey %q, requestContext.routeKey %q, method %q disagree", ev.RouteKey, rc.RouteKey, rc.HTTP.Method)
+				}
+				wantRaw := path
+				if rc.Stage != "$default" {
+					wantRaw = "/" + rc.Stage + path
+				}
+				if ev.RawPath != wantRaw || rc.HTTP.Path != wantRaw {
+					t.Errorf("rawPath %q, http.path %q, want %q for stage %q", ev.RawPath, rc.HTTP.Path, wantRaw, rc.Stage)
+				}
+				if !routed(routes, method, path) {
+					t.Errorf("%s: not a route of the API in template.yaml", ev.RouteKey)
+				}
+				covered["http "+ev.RouteKey] = true
+				checkBody(t, ev.Body, ev.IsBase64Encoded)
+				if ev.IsBase64Encoded {
+					base64Bodies++
+				}
+				if !httpIPs.Contains(netip.MustParseAddr(ip)) {
+					t.Errorf("sourceIp %s outside %s", ip, httpIPs)
+				}
+			default:
+				t.Fatal("name must start with rest- or http-")
+			}
+			if other, dup := ips[ip]; dup {
+				t.Errorf("sourceIp %s also used by %s", ip, other)
+			}
+			ips[ip] = name
+		})
+	}
+	for name := range want {
+		if !slices.Contains(files, filepath.Join(eventsDir, name)) {
+			t.Errorf("README lists %s, which does not exist", name)
+		}
+	}
+	if base64Bodies == 0 {
+		t.Error("no event with a base64-encoded body")
+	}
+	for route := range routes {
+		if strings.HasPrefix(route, "ANY ") {
+			continue
+		}
+		for _, kind := range []string{"rest", "http"} {
+			if !covered[kind+" "+route] {
+				t.Errorf("no %s event for %s", kind, route)
+			}
+		}
+	}
+	if !covered["rest GET /{proxy+}"] {
+		t.Error("no REST event for an unknown route")
+	}
+}
