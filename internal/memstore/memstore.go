@@ -20,7 +20,7 @@ type Store struct {
 
 	mu         sync.Mutex
 	targets    map[string]*target
-	ips        map[string]verification.Slots
+	ips        map[string]*ring
 	users      map[string]bool
 	challenges map[string]*challenge
 	consumed   map[string]time.Time // captcha token id -> its expiry
@@ -28,7 +28,7 @@ type Store struct {
 }
 
 type target struct {
-	slots     verification.Slots
+	slots     *ring
 	nonce     string
 	codeHash  string
 	attempts  int
@@ -50,7 +50,7 @@ func New(limits verification.Limits, users []string) *Store {
 	s := &Store{
 		limits:     limits,
 		targets:    map[string]*target{},
-		ips:        map[string]verification.Slots{},
+		ips:        map[string]*ring{},
 		users:      map[string]bool{},
 		challenges: map[string]*challenge{},
 		consumed:   map[string]time.Time{},
@@ -74,11 +74,14 @@ func (s *Store) Reserve(_ context.Context, r verification.Reservation) error {
 	defer s.mu.Unlock()
 	s.sweep(r.Now)
 
-	ip := s.ips[r.IP].Resize(s.limits.IPCap)
+	ip := s.ips[r.IP]
+	if ip == nil {
+		ip = newRing(s.limits.IPCap)
+	}
 	t := s.targets[r.Handle]
-	tslots := verification.Slots(nil).Resize(s.limits.TargetCap)
+	tslots := newRing(s.limits.TargetCap)
 	if t != nil {
-		tslots = t.slots.Resize(s.limits.TargetCap)
+		tslots = t.slots
 	}
 	var userRefusal error
 	switch exists := s.users[r.Identity]; {
@@ -91,17 +94,20 @@ func (s *Store) Reserve(_ context.Context, r verification.Reservation) error {
 	j := s.limits.Judge(ip, tslots, r.Now)
 	if err, spendIP := j.Refusal(r.CaptchaID != "", r.CaptchaID != "" && captchaUsed, userRefusal); err != nil {
 		if spendIP {
-			s.ips[r.IP] = ip.Push(r.Now.UnixMilli())
+			ip.push(r.Now.UnixMilli())
+			s.ips[r.IP] = ip
 		}
 		return err
 	}
 
-	s.ips[r.IP] = ip.Push(r.Now.UnixMilli())
+	ip.push(r.Now.UnixMilli())
+	s.ips[r.IP] = ip
 	if r.CaptchaID != "" {
 		s.consumed[r.CaptchaID] = r.CaptchaExp
 	}
+	tslots.push(r.Now.UnixMilli())
 	s.targets[r.Handle] = &target{
-		slots:     tslots.Push(r.Now.UnixMilli()),
+		slots:     tslots,
 		nonce:     r.Nonce,
 		codeHash:  r.CodeHash,
 		expiresAt: r.ExpiresAt,
@@ -119,7 +125,8 @@ func (s *Store) Release(_ context.Context, r verification.Reservation) error {
 	if t == nil || t.nonce != r.Nonce {
 		return nil
 	}
-	s.targets[r.Handle] = &target{slots: t.slots.Resize(s.limits.TargetCap).Pop()}
+	t.slots.pop()
+	s.targets[r.Handle] = &target{slots: t.slots}
 	return nil
 }
 
@@ -180,12 +187,12 @@ func (s *Store) sweep(now time.Time) {
 	dayCut := now.Add(-s.limits.TargetWindow).UnixMilli()
 	ipCut := now.Add(-s.limits.IPWindow).UnixMilli()
 	for k, t := range s.targets {
-		if n := len(t.slots); (n == 0 || t.slots[n-1] <= dayCut) && !now.Before(t.expiresAt) {
+		if t.slots.Newest(1) <= dayCut && !now.Before(t.expiresAt) {
 			delete(s.targets, k)
 		}
 	}
 	for k, sl := range s.ips {
-		if n := len(sl); n == 0 || sl[n-1] <= ipCut {
+		if sl.Newest(1) <= ipCut {
 			delete(s.ips, k)
 		}
 	}
@@ -199,4 +206,34 @@ func (s *Store) sweep(now time.Time) {
 			delete(s.consumed, k)
 		}
 	}
+}
+
+// ring keeps the times of a key's last n accepted events, like
+// verification.Slots, but pushes in O(1), so large limits (load tests) cost
+// nothing per send.
+type ring struct {
+	t    []int64
+	next int // where the next push goes: the oldest slot
+}
+
+func newRing(n int) *ring { return &ring{t: make([]int64, n)} }
+
+func (r *ring) push(now int64) {
+	r.t[r.next] = now
+	r.next = (r.next + 1) % len(r.t)
+}
+
+// pop undoes the newest push; the event it overwrote was outside the window
+// (that is why the push was allowed), so zero stands in for it.
+func (r *ring) pop() {
+	r.next = (r.next - 1 + len(r.t)) % len(r.t)
+	r.t[r.next] = 0
+}
+
+// Newest implements verification.Window.
+func (r *ring) Newest(k int) int64 {
+	if k < 1 || k > len(r.t) {
+		return 0
+	}
+	return r.t[(r.next-k+len(r.t))%len(r.t)]
 }

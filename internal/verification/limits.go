@@ -51,8 +51,15 @@ func (s Slots) Resize(n int) Slots {
 	return out
 }
 
-// newest is the time of the k-th most recent event (k from 1), 0 if none.
-func (s Slots) newest(k int) int64 {
+// Window is the history of one key's accepted events that Judge reads.
+type Window interface {
+	// Newest is the time (Unix ms) of the k-th most recent event (k from
+	// 1), 0 if there is none.
+	Newest(k int) int64
+}
+
+// Newest is the time of the k-th most recent event (k from 1), 0 if none.
+func (s Slots) Newest(k int) int64 {
 	if k < 1 || k > len(s) {
 		return 0
 	}
@@ -69,29 +76,29 @@ type Judgement struct {
 }
 
 // Judge applies the limits to the slots of an IP and of a target at now.
-func (l Limits) Judge(ip, target Slots, now time.Time) Judgement {
+func (l Limits) Judge(ip, target Window, now time.Time) Judgement {
 	var j Judgement
 	ms := now.UnixMilli()
 	ipCut := ms - l.IPWindow.Milliseconds()
 	dayCut := ms - l.TargetWindow.Milliseconds()
-	if t := ip.newest(l.IPCap); t > ipCut {
+	if t := ip.Newest(l.IPCap); t > ipCut {
 		j.IPSpent = true
 		j.IPRetry = time.Duration(t-ipCut) * time.Millisecond
 	}
-	if t := target.newest(1); t > ms-l.Cooldown.Milliseconds() {
+	if t := target.Newest(1); t > ms-l.Cooldown.Milliseconds() {
 		j.TargetLimited = true
 		j.TargetRetry = time.Duration(t+l.Cooldown.Milliseconds()-ms) * time.Millisecond
 	}
-	if t := target.newest(l.TargetCap); t > dayCut {
+	if t := target.Newest(l.TargetCap); t > dayCut {
 		j.TargetLimited = true
 		if r := time.Duration(t-dayCut) * time.Millisecond; r > j.TargetRetry {
 			j.TargetRetry = r
 		}
 	}
-	if l.CaptchaIPGate > 0 && ip.newest(l.CaptchaIPGate) > ipCut {
+	if l.CaptchaIPGate > 0 && ip.Newest(l.CaptchaIPGate) > ipCut {
 		j.Abnormal = true
 	}
-	if l.CaptchaTgtGate > 0 && target.newest(l.CaptchaTgtGate) > dayCut {
+	if l.CaptchaTgtGate > 0 && target.Newest(l.CaptchaTgtGate) > dayCut {
 		j.Abnormal = true
 	}
 	return j
