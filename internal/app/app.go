@@ -45,8 +45,13 @@ type App struct {
 type Options struct {
 	Stdout io.Writer        // logs, metrics and (local) printed messages
 	Now    func() time.Time // time.Now if nil
-	// HTTPClient, when set, is used by every AWS client (tests count calls).
-	HTTPClient aws.HTTPClient
+	// AWSConfig, when set, replaces the SDK's default configuration chain
+	// (tests give static credentials and a region for the local stand-ins).
+	AWSConfig *aws.Config
+	// Endpoints overrides the endpoint of a service by SDK name ("dynamodb",
+	// "sesv2", "sns"), as AWS_ENDPOINT_URL_<SERVICE> does from the
+	// environment, without touching the process environment.
+	Endpoints map[string]string
 	// DynamoOptions are extra options for the DynamoDB client (tests count
 	// round trips with them).
 	DynamoOptions []func(*dynamodb.Options)
@@ -79,11 +84,11 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	var awsErr error
 	awsConfig := func() (aws.Config, error) {
 		awsOnce.Do(func() {
-			opts := []func(*awsconfig.LoadOptions) error{}
-			if o.HTTPClient != nil {
-				opts = append(opts, awsconfig.WithHTTPClient(o.HTTPClient))
+			if o.AWSConfig != nil {
+				awsCfg = *o.AWSConfig
+				return
 			}
-			awsCfg, awsErr = awsconfig.LoadDefaultConfig(ctx, opts...)
+			awsCfg, awsErr = awsconfig.LoadDefaultConfig(ctx)
 		})
 		return awsCfg, awsErr
 	}
@@ -112,7 +117,9 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		if err != nil {
 			return nil, fmt.Errorf("aws config: %w", err)
 		}
-		db := dynamodb.NewFromConfig(ac, o.DynamoOptions...)
+		db := dynamodb.NewFromConfig(ac, append([]func(*dynamodb.Options){func(d *dynamodb.Options) {
+			d.BaseEndpoint = o.endpoint("dynamodb", d.BaseEndpoint)
+		}}, o.DynamoOptions...)...)
 		if store, err = dynamo.New(db, cfg.VerificationTable, cfg.UsersTable, limits); err != nil {
 			return nil, err
 		}
@@ -191,6 +198,13 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	return a, nil
 }
 
+func (o Options) endpoint(service string, def *string) *string {
+	if e, ok := o.Endpoints[service]; ok {
+		return &e
+	}
+	return def
+}
+
 // Limits are the sending rules of the configuration.
 func Limits(cfg *config.Config) verification.Limits {
 	return verification.Limits{
@@ -238,7 +252,7 @@ func buildSenders(ctx context.Context, cfg *config.Config, tmpl *notify.Template
 			if err != nil {
 				return nil, nil, fmt.Errorf("aws config: %w", err)
 			}
-			s, err := notify.NewSNS(sns.NewFromConfig(ac), tmpl, notify.SNSOptions{SenderID: cfg.SMSSenderID})
+			s, err := notify.NewSNS(sns.NewFromConfig(ac, func(c *sns.Options) { c.BaseEndpoint = o.endpoint("sns", c.BaseEndpoint) }), tmpl, notify.SNSOptions{SenderID: cfg.SMSSenderID})
 			if err != nil {
 				return nil, nil, fmt.Errorf("configuration: SMS_SENDER_ID: %w", err)
 			}
@@ -257,7 +271,7 @@ func buildSenders(ctx context.Context, cfg *config.Config, tmpl *notify.Template
 			if err != nil {
 				return nil, nil, fmt.Errorf("aws config: %w", err)
 			}
-			s, err := notify.NewSES(sesv2.NewFromConfig(ac), tmpl, notify.SESOptions{From: cfg.EmailFrom, ConfigurationSet: cfg.SESConfigurationSet})
+			s, err := notify.NewSES(sesv2.NewFromConfig(ac, func(c *sesv2.Options) { c.BaseEndpoint = o.endpoint("sesv2", c.BaseEndpoint) }), tmpl, notify.SESOptions{From: cfg.EmailFrom, ConfigurationSet: cfg.SESConfigurationSet})
 			if err != nil {
 				return nil, nil, fmt.Errorf("configuration: EMAIL_FROM: %w", err)
 			}

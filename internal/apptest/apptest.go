@@ -11,8 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
 	"github.com/verifykit/verifykit/internal/app"
+	"github.com/verifykit/verifykit/internal/dynamo/dynamotest"
 	"github.com/verifykit/verifykit/internal/httpapi"
+	"github.com/verifykit/verifykit/internal/testenv"
 )
 
 // Clock is a settable clock, safe for concurrent use.
@@ -65,6 +72,12 @@ func (s *SafeBuffer) String() string {
 // so tests are repeatable).
 func New(t testing.TB, env map[string]string) *Service {
 	t.Helper()
+	return NewWith(t, env, app.Options{})
+}
+
+// NewWith is New with options for app.New (Stdout and Now are set here).
+func NewWith(t testing.TB, env map[string]string, o app.Options) *Service {
+	t.Helper()
 	base := map[string]string{
 		"HMAC_KEY": "dGVzdC1obWFjLWtleS10ZXN0LWhtYWMta2V5LXRlc3QtaG1hYw==",
 	}
@@ -76,12 +89,49 @@ func New(t testing.TB, env map[string]string) *Service {
 		t.Fatal(err)
 	}
 	s := &Service{Clock: &Clock{t: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}, Stdout: &SafeBuffer{}}
-	a, err := app.New(context.Background(), cfg, app.Options{Stdout: s.Stdout, Now: s.Clock.Now})
+	o.Stdout, o.Now = s.Stdout, s.Clock.Now
+	a, err := app.New(context.Background(), cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.App = a
 	return s
+}
+
+// StaticAWS is an AWS configuration for the local stand-ins: a region and
+// the static credentials they accept.
+func StaticAWS() *aws.Config {
+	return &aws.Config{
+		Region:      "us-east-1",
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
+	}
+}
+
+// NewDynamo builds the service on DynamoDB Local (TEST_DYNAMODB_ENDPOINT):
+// fresh tables from template.yaml, the given users in the users table.
+func NewDynamo(t testing.TB, env map[string]string, users []string, o app.Options) *Service {
+	t.Helper()
+	endpoint := testenv.Get(t, testenv.DynamoDB)
+	client, tables := dynamotest.StartTables(t, endpoint)
+	for _, u := range users {
+		_, err := client.PutItem(context.Background(), &dynamodb.PutItemInput{
+			TableName: aws.String(tables["UsersTable"]),
+			Item:      map[string]types.AttributeValue{"identity": &types.AttributeValueMemberS{Value: u}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := map[string]string{"VERIFICATION_TABLE": tables["VerificationTable"], "USERS_TABLE": tables["UsersTable"]}
+	for k, v := range env {
+		e[k] = v
+	}
+	o.AWSConfig = StaticAWS()
+	if o.Endpoints == nil {
+		o.Endpoints = map[string]string{}
+	}
+	o.Endpoints["dynamodb"] = endpoint
+	return NewWith(t, e, o)
 }
 
 // Do serves one request from ip and returns the status, headers and decoded

@@ -68,6 +68,12 @@ func (s *Store) Exists(_ context.Context, identity string) (bool, error) {
 	return s.users[identity], nil
 }
 
+// LocalLookups marks Exists as a lookup in memory
+// (verification.LocalUsers): the service calls it in line.
+func (s *Store) LocalLookups() {}
+
+var _ verification.LocalUsers = (*Store)(nil)
+
 // Reserve commits r or returns the refusal that SPEC §3.4a names first.
 func (s *Store) Reserve(_ context.Context, r verification.Reservation) error {
 	s.mu.Lock()

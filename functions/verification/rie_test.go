@@ -1,0 +1,296 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/verifykit/verifykit/internal/apptest"
+	"github.com/verifykit/verifykit/internal/dynamo/dynamotest"
+	"github.com/verifykit/verifykit/internal/testenv"
+	"github.com/verifykit/verifykit/internal/token"
+)
+
+// TestRuntimeEmulator runs the built bootstrap as Lambda runs it: under the
+// AWS Lambda Runtime Interface Emulator, against DynamoDB Local (tables from
+// template.yaml), aws-ses-v2-local and an SNS wire fake, and posts every
+// events/*.json to it, one at a time. The REST and HTTP API events run
+// against separate tables because pairs of them send to the same target.
+// Then a full send → email → verify → token round trip.
+func TestRuntimeEmulator(t *testing.T) {
+	rie := testenv.Get(t, testenv.RIE)
+	ddb := testenv.Get(t, testenv.DynamoDB)
+	ses := testenv.Get(t, testenv.SES)
+
+	bootstrap := buildBootstrap(t)
+	sns := snsFake(t)
+	expect := apptest.Expectations(t, "../../events")
+
+	for _, kind := range []string{"rest-", "http-"} {
+		t.Run(strings.TrimSuffix(kind, "-"), func(t *testing.T) {
+			fn := startFunction(t, rie, bootstrap, ddb, ses, sns.URL)
+			for _, e := range expect {
+				if !strings.HasPrefix(e.File, kind) {
+					continue
+				}
+				raw, err := os.ReadFile(filepath.Join("../../events", e.File))
+				if err != nil {
+					t.Fatal(err)
+				}
+				status, body := fn.invoke(t, raw)
+				t.Run(e.File, func(t *testing.T) { apptest.CheckAnswer(t, e, status, body) })
+			}
+			t.Logf("Init Duration: %s", fn.initDuration())
+		})
+	}
+
+	t.Run("send email, read it from SES, verify", func(t *testing.T) {
+		fn := startFunction(t, rie, bootstrap, ddb, ses, sns.URL)
+		to := fmt.Sprintf("rie-%d@example.com", time.Now().UnixNano())
+		status, body := fn.invoke(t, restEvent("POST", "/auth/v1/verification", fmt.Sprintf(`{"target":"ANY","email":%q,"locale":"en"}`, to)))
+		if status != 200 {
+			t.Fatalf("send: %d %s", status, body)
+		}
+		var sent struct {
+			VerificationID string `json:"verification_id"`
+		}
+		_ = json.Unmarshal(body, &sent)
+		code := codeFromSES(t, ses, to)
+		status, body = fn.invoke(t, restEvent("POST", "/auth/v1/verification/verify", fmt.Sprintf(`{"verification_id":%q,"verification_code":%q}`, sent.VerificationID, code)))
+		if status != 200 {
+			t.Fatalf("verify: %d %s", status, body)
+		}
+		var verified struct {
+			Token string `json:"verification_token"`
+		}
+		_ = json.Unmarshal(body, &verified)
+		_, jwks := fn.invoke(t, restEvent("GET", "/auth/v1/.well-known/jwks.json", ""))
+		v, err := token.NewValidator(jwks, "verifykit", "verifykit")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := v.Validate(verified.Token, time.Now())
+		if err != nil || c.Subject != to || c.Channel != "email" {
+			t.Fatalf("token: %+v, %v", c, err)
+		}
+		// Single use, across the real runtime and DynamoDB.
+		if status, _ := fn.invoke(t, restEvent("POST", "/auth/v1/verification/verify", fmt.Sprintf(`{"verification_id":%q,"verification_code":%q}`, sent.VerificationID, code))); status != 400 {
+			t.Fatalf("second verify: %d, want 400", status)
+		}
+	})
+}
+
+func buildBootstrap(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "bootstrap")
+	// The same flags as `make build`, for this machine's architecture: the
+	// emulator runs what it is given, and an arm64 binary cannot run here.
+	cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-trimpath", "-o", out, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, b)
+	}
+	return out
+}
+
+type function struct {
+	url string
+	mu  sync.Mutex
+	log bytes.Buffer
+}
+
+func (f *function) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.log.Write(p)
+}
+
+var initRE = regexp.MustCompile(`Init Duration: ([0-9.]+ ms)`)
+
+func (f *function) initDuration() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if m := initRE.FindStringSubmatch(f.log.String()); m != nil {
+		return m[1]
+	}
+	return "not reported"
+}
+
+// invoke posts one event and returns the proxy response's status and body.
+// The emulator answers 200 for everything; the function's answer is inside.
+func (f *function) invoke(t *testing.T, event []byte) (int, []byte) {
+	t.Helper()
+	resp, err := http.Post(f.url, "application/json", bytes.NewReader(event))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out struct {
+		StatusCode   int    `json:"statusCode"`
+		Body         string `json:"body"`
+		ErrorMessage string `json:"errorMessage"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil || out.StatusCode == 0 {
+		t.Fatalf("not a proxy response: %s\nfunction log:\n%s", raw, f.log.String())
+	}
+	return out.StatusCode, []byte(out.Body)
+}
+
+func startFunction(t *testing.T, rie, bootstrap, ddb, ses, sns string) *function {
+	t.Helper()
+	client, tables := dynamotest.StartTables(t, ddb)
+	_, err := client.PutItem(context.Background(), &dynamodb.PutItemInput{
+		TableName: aws.String(tables["UsersTable"]),
+		Item:      map[string]types.AttributeValue{"identity": &types.AttributeValueMemberS{Value: "existing@example.com"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalECPrivateKey(key)
+	api, runtimeAPI := freePort(t), freePort(t)
+	cmd := exec.Command(rie,
+		"--runtime-interface-emulator-address", api,
+		"--runtime-api-address", runtimeAPI,
+		bootstrap)
+	cmd.Dir = filepath.Dir(bootstrap)
+	cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"),
+		"AWS_REGION=us-east-1",
+		"AWS_ACCESS_KEY_ID=test",
+		"AWS_SECRET_ACCESS_KEY=test",
+		"AWS_ENDPOINT_URL_DYNAMODB=" + ddb,
+		"AWS_ENDPOINT_URL_SESV2=" + ses,
+		"AWS_ENDPOINT_URL_SNS=" + sns,
+		"VERIFICATION_TABLE=" + tables["VerificationTable"],
+		"USERS_TABLE=" + tables["UsersTable"],
+		"EMAIL_FROM=no-reply@example.com",
+		"HMAC_KEY=cmllLXRlc3QtaG1hYy1rZXktcmllLXRlc3QtaG1hYy1rZXk=",
+		"SIGNING_KEY=" + string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})),
+	}
+	f := &function{url: "http://" + api + "/2015-03-31/functions/function/invocations"}
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", api)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i == 100 {
+			t.Fatalf("emulator did not listen on %s:\n%s", api, f.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return f
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// snsFake answers the SDK's Publish as SNS does (the Query protocol).
+func snsFake(t *testing.T) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = r.ParseForm()
+		if r.Form.Get("Action") != "Publish" || !strings.HasPrefix(r.Form.Get("PhoneNumber"), "+") {
+			http.Error(w, "unexpected request", 400)
+			return
+		}
+		w.Header().Set("Content-Type", "text/xml")
+		fmt.Fprint(w, `<PublishResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishResult><MessageId>m-1</MessageId></PublishResult><ResponseMetadata><RequestId>r-1</RequestId></ResponseMetadata></PublishResponse>`)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func restEvent(method, path, body string) []byte {
+	e := map[string]any{
+		"resource":   path,
+		"path":       path,
+		"httpMethod": method,
+		"headers":    map[string]string{"Content-Type": "application/json"},
+		"body":       body,
+		"requestContext": map[string]any{
+			"requestId": fmt.Sprintf("rie-%d", time.Now().UnixNano()),
+			"stage":     "v1",
+			"identity":  map[string]string{"sourceIp": "192.0.2.10"},
+		},
+	}
+	b, _ := json.Marshal(e)
+	return b
+}
+
+var codeRE = regexp.MustCompile(`\b(\d{6})\b`)
+
+// codeFromSES reads the latest email to `to` back from aws-ses-v2-local.
+func codeFromSES(t *testing.T, ses, to string) string {
+	t.Helper()
+	resp, err := http.Get(ses + "/store")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var store struct {
+		Emails []struct {
+			Destination struct{ To []string } `json:"destination"`
+			Body        struct{ Text string } `json:"body"`
+		} `json:"emails"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&store); err != nil {
+		t.Fatal(err)
+	}
+	for i := len(store.Emails) - 1; i >= 0; i-- {
+		e := store.Emails[i]
+		if len(e.Destination.To) == 1 && e.Destination.To[0] == to {
+			if m := codeRE.FindStringSubmatch(e.Body.Text); m != nil {
+				return m[1]
+			}
+		}
+	}
+	t.Fatalf("no email to %s in SES", to)
+	return ""
+}

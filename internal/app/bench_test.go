@@ -1,0 +1,183 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"strconv"
+	"testing"
+
+	"github.com/verifykit/verifykit/internal/app"
+	"github.com/verifykit/verifykit/internal/httpapi"
+)
+
+// The in-process cost of a request: the whole handler (routing, strict
+// decoding, validation, keyed hashes, the store, the sender, the response
+// and the log line) in local mode, with the in-memory store and the outbox
+// sender writing to io.Discard. `make bench` runs these with -benchmem and
+// records the figures in BENCHMARKS.md.
+
+const (
+	sendRoute   = "/auth/v1/verification"
+	verifyRoute = "/auth/v1/verification/verify"
+)
+
+// benchApp builds the local service with default limits; every iteration
+// sends from its own IP to its own target, so no limit ever refuses.
+func benchApp(b *testing.B) *app.App {
+	b.Helper()
+	env := map[string]string{
+		"HMAC_KEY": "dGVzdC1obWFjLWtleS10ZXN0LWhtYWMta2V5LXRlc3QtaG1hYw==",
+	}
+	cfg, err := app.Load(func(k string) string { return env[k] })
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := app.New(context.Background(), cfg, app.Options{Stdout: io.Discard})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return a
+}
+
+// benchIP is a distinct IPv4 address for each i.
+func benchIP(i int) string {
+	return "10." + strconv.Itoa(i>>16&255) + "." + strconv.Itoa(i>>8&255) + "." + strconv.Itoa(i&255)
+}
+
+func sendRequests(n int, body func(i int) string) []*httpapi.Request {
+	reqs := make([]*httpapi.Request, n)
+	for i := range reqs {
+		reqs[i] = &httpapi.Request{
+			Method:    "POST",
+			Path:      sendRoute,
+			Header:    map[string]string{"content-type": "application/json"},
+			Body:      []byte(body(i)),
+			SourceIP:  benchIP(i),
+			RequestID: "bench",
+		}
+	}
+	return reqs
+}
+
+func emailBody(i int) string {
+	return `{"target":"ANY","email":"user` + strconv.Itoa(i) + `@example.com"}`
+}
+
+func phoneBody(i int) string {
+	// 139 numbers are mainland China mobiles; 8 digits after the prefix.
+	return `{"target":"ANY","phone_number":"+86 139` + pad8(i) + `"}`
+}
+
+func pad8(i int) string {
+	s := strconv.Itoa(i % 100000000)
+	for len(s) < 8 {
+		s = "0" + s
+	}
+	return s
+}
+
+func benchSend(b *testing.B, body func(i int) string) {
+	a := benchApp(b)
+	reqs := sendRequests(b.N, body)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if resp := a.Handler.Serve(ctx, reqs[i]); resp.Status != 200 {
+			b.Fatalf("send %d: %d %s", i, resp.Status, resp.Body)
+		}
+	}
+}
+
+// BenchmarkSendEmail is one accepted send of an email code (target ANY).
+func BenchmarkSendEmail(b *testing.B) { benchSend(b, emailBody) }
+
+// BenchmarkSendPhone is one accepted send of an SMS code (target ANY): the
+// phone-number library's validation on top of the email path.
+func BenchmarkSendPhone(b *testing.B) { benchSend(b, phoneBody) }
+
+// BenchmarkVerify is one successful verify (a right code, an ES256 token
+// signed). The sends that provide the codes run before the timer starts.
+func BenchmarkVerify(b *testing.B) {
+	a := benchApp(b)
+	ctx := context.Background()
+	reqs := make([]*httpapi.Request, 0, b.N)
+	sends := sendRequests(b.N, emailBody)
+	// The outbox keeps the latest 1000 messages: read the codes in batches.
+	ids := map[string]string{} // recipient -> verification_id
+	for start := 0; start < b.N; start += 1000 {
+		end := min(start+1000, b.N)
+		for i := start; i < end; i++ {
+			resp := a.Handler.Serve(ctx, sends[i])
+			if resp.Status != 200 {
+				b.Fatalf("send %d: %d %s", i, resp.Status, resp.Body)
+			}
+			var r struct {
+				ID string `json:"verification_id"`
+			}
+			if err := json.Unmarshal(resp.Body, &r); err != nil {
+				b.Fatal(err)
+			}
+			ids["user"+strconv.Itoa(i)+"@example.com"] = r.ID
+		}
+		for _, m := range a.Outbox.Messages() {
+			id, ok := ids[m.To]
+			if !ok {
+				continue
+			}
+			delete(ids, m.To)
+			body, _ := json.Marshal(map[string]string{"verification_id": id, "verification_code": m.Code})
+			reqs = append(reqs, &httpapi.Request{
+				Method: "POST", Path: verifyRoute, Header: map[string]string{"content-type": "application/json"},
+				Body: body, SourceIP: "10.255.0.1", RequestID: "bench",
+			})
+		}
+	}
+	if len(reqs) != b.N {
+		b.Fatalf("prepared %d verifies, want %d", len(reqs), b.N)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if resp := a.Handler.Serve(ctx, reqs[i]); resp.Status != 200 {
+			b.Fatalf("verify %d: %d %s", i, resp.Status, resp.Body)
+		}
+	}
+}
+
+// BenchmarkVerifyWrong is one wrong code: decoding, the id's MAC check, the
+// store's attempt count and the error envelope (no token is signed). Each
+// code takes at most MAX_VERIFY_ATTEMPTS-1 wrong guesses so it stays alive.
+func BenchmarkVerifyWrong(b *testing.B) {
+	a := benchApp(b)
+	ctx := context.Background()
+	const perCode = 4
+	n := b.N/perCode + 1
+	sends := sendRequests(n, emailBody)
+	reqs := make([]*httpapi.Request, 0, b.N)
+	for i := 0; len(reqs) < b.N; i++ {
+		resp := a.Handler.Serve(ctx, sends[i])
+		var r struct {
+			ID string `json:"verification_id"`
+		}
+		if err := json.Unmarshal(resp.Body, &r); err != nil || resp.Status != 200 {
+			b.Fatalf("send %d: %d %s", i, resp.Status, resp.Body)
+		}
+		for k := 0; k < perCode && len(reqs) < b.N; k++ {
+			// Codes are 6 digits; a 7-digit guess is always wrong.
+			body, _ := json.Marshal(map[string]string{"verification_id": r.ID, "verification_code": "1234567"})
+			reqs = append(reqs, &httpapi.Request{
+				Method: "POST", Path: verifyRoute, Header: map[string]string{"content-type": "application/json"},
+				Body: body, SourceIP: "10.255.0.1", RequestID: "bench",
+			})
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if resp := a.Handler.Serve(ctx, reqs[i]); resp.Status != 400 {
+			b.Fatalf("verify %d: %d %s", i, resp.Status, resp.Body)
+		}
+	}
+}

@@ -1,0 +1,143 @@
+// Package dynamo is the DynamoDB store: codes, rolling limits and captchas in
+// one table (VERIFICATION_TABLE), users in another (USERS_TABLE).
+//
+// Every rule is a condition expression, evaluated by DynamoDB atomically with
+// the write it guards; nothing is read to decide and then written. A refusal
+// is named from the old item DynamoDB hands back with the failed condition
+// (ReturnValuesOnConditionCheckFailure ALL_OLD), so it costs no extra read.
+// TTL deletion lags (up to days in AWS), so every condition checks expiry
+// itself and no expired item is ever taken for a live one.
+//
+// Items of the verification table (partition key "pk", TTL attribute "ttl",
+// times in Unix milliseconds unless said otherwise):
+//
+//	tgt#<handle>  d0..d{N-1}: the last N accepted sends, oldest first
+//	              (N = Limits.TargetCap; cooldown and daily cap), and the
+//	              target's current code: nonce, code_hash, attempts,
+//	              expires_at, identity, channel, target, used_at (absent
+//	              until used). A new send overwrites the code, so an older
+//	              verification_id can no longer verify.
+//	ip#<addr>     h0..h{M-1}: the last M accepted sends (M = Limits.IPCap)
+//	cap#<id>      an image captcha: answer_hash, attempts, expires_at, used_at
+//	ctok#<id>     a consumed captcha token
+//
+// "ttl" is Unix seconds, set to when the item stops mattering.
+package dynamo
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/verifykit/verifykit/internal/captcha"
+	"github.com/verifykit/verifykit/internal/verification"
+)
+
+// Client is the part of *dynamodb.Client the store uses.
+type Client interface {
+	TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, opts ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+}
+
+// Attribute names of the items (the expressions refer to them through
+// ExpressionAttributeNames, never spelled out).
+const (
+	attrPK         = "pk"
+	attrIdentity   = "identity" // also the users table's key
+	attrChannel    = "channel"
+	attrTarget     = "target"
+	attrNonce      = "nonce"
+	attrCodeHash   = "code_hash"
+	attrAnswerHash = "answer_hash"
+	attrAttempts   = "attempts"
+	attrExpiresAt  = "expires_at"
+	attrUsedAt     = "used_at"
+	attrTTL        = "ttl" // Unix seconds; the table's TTL attribute
+
+	targetSlot = "d" // d0..d{N-1}
+	ipSlot     = "h" // h0..h{M-1}
+)
+
+// Key prefixes of the verification table's items.
+const (
+	prefixTarget    = "tgt#"
+	prefixIP        = "ip#"
+	prefixChallenge = "cap#"
+	prefixToken     = "ctok#"
+)
+
+// maxSlots bounds the caps: each slot costs about 31 characters of an update
+// expression ("#12 = if_not_exists(#13, :12), "), and DynamoDB limits an
+// expression to 4 KB (TestLargestExpressions).
+const maxSlots = 100
+
+// Store is the DynamoDB store. It implements verification.Store,
+// verification.Users and captcha.Store.
+type Store struct {
+	db     Client
+	table  string
+	users  string
+	limits verification.Limits
+
+	// The slot attributes depend only on the limits, so they are made once.
+	tgtSlots, ipSlots window
+}
+
+var (
+	_ verification.Store = (*Store)(nil)
+	_ verification.Users = (*Store)(nil)
+	_ captcha.Store      = (*Store)(nil)
+)
+
+// New returns a store on table (codes, limits, captchas) and usersTable
+// (items keyed by "identity") that enforces limits. TargetCap and IPCap must
+// be between 1 and 100: each is that many attributes on one item.
+func New(db Client, table, usersTable string, limits verification.Limits) (*Store, error) {
+	for _, c := range []struct {
+		name string
+		n    int
+	}{{"TargetCap", limits.TargetCap}, {"IPCap", limits.IPCap}} {
+		if c.n < 1 || c.n > maxSlots {
+			return nil, fmt.Errorf("dynamo: %s is %d, want 1..%d", c.name, c.n, maxSlots)
+		}
+	}
+	if table == "" || usersTable == "" {
+		return nil, fmt.Errorf("dynamo: table names are required")
+	}
+	return &Store{
+		db:       db,
+		table:    table,
+		users:    usersTable,
+		limits:   limits,
+		tgtSlots: newWindow(targetSlot, limits.TargetCap),
+		ipSlots:  newWindow(ipSlot, limits.IPCap),
+	}, nil
+}
+
+// Exists reports whether a user item exists for identity. The read is
+// strongly consistent, so a user created a moment ago is seen, and projects
+// only the key, so a large user item costs nothing extra.
+func (s *Store) Exists(ctx context.Context, identity string) (bool, error) {
+	proj, err := build("users: get", expression.NewBuilder().
+		WithProjection(expression.NamesList(expression.Name(attrIdentity))))
+	if err != nil {
+		return false, err
+	}
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:                aws.String(s.users),
+		Key:                      map[string]types.AttributeValue{attrIdentity: str(identity)},
+		ProjectionExpression:     proj.Projection(),
+		ExpressionAttributeNames: proj.Names(),
+		ConsistentRead:           aws.Bool(true),
+	})
+	if err != nil {
+		return false, storeError("users: get", err)
+	}
+	return out.Item != nil, nil
+}
