@@ -1,0 +1,85 @@
+package logging
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/verifykit/verifykit/internal/verification"
+)
+
+func TestMask(t *testing.T) {
+	tests := []struct {
+		in   verification.Address
+		want string
+	}{
+		{verification.Address{Channel: verification.SMS, Identity: "+8613800138000"}, "+86 138****8000"},
+		{verification.Address{Channel: verification.SMS, Identity: "+85251234567"}, "+852 512****4567"},
+		{verification.Address{Channel: verification.SMS, Identity: "garbage"}, "***"},
+		{verification.Address{Channel: verification.Email, Identity: "user@example.com"}, "u***@example.com"},
+		{verification.Address{Channel: verification.Email, Identity: "a@b"}, "a***@b"},
+		{verification.Address{Channel: verification.Email, Identity: "@b"}, "***"},
+		{verification.Address{}, ""},
+	}
+	for _, tt := range tests {
+		if got := Mask(tt.in); got != tt.want {
+			t.Errorf("Mask(%+v) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestMetricsLines(t *testing.T) {
+	at := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		r    RequestMetrics
+		want map[string]float64 // metric -> value; nil: no line
+	}{
+		{RequestMetrics{Route: "/auth/v1/verification", Outcome: "ok"}, map[string]float64{MetricSendsAccepted: 1}},
+		{RequestMetrics{Route: "/auth/v1/verification", Outcome: "ok", OutcomeUnknown: true}, map[string]float64{MetricSendsAccepted: 1, MetricOutcomeUnknown: 1}},
+		{RequestMetrics{Route: "/auth/v1/verification", Outcome: "send_failed"}, map[string]float64{MetricSendsRefused: 1, MetricProviderFailures: 1}},
+		{RequestMetrics{Route: "/auth/v1/verification", Outcome: "captcha_required"}, map[string]float64{MetricSendsRefused: 1, MetricCaptchaRequired: 1}},
+		{RequestMetrics{Route: "/auth/v1/verification", Outcome: "service_unavailable"}, map[string]float64{MetricSendsRefused: 1, MetricStoreUnavailable: 1}},
+		{RequestMetrics{Route: "/auth/v1/verification/verify", Outcome: "ok"}, map[string]float64{MetricVerifySucceeded: 1}},
+		{RequestMetrics{Route: "/auth/v1/verification/verify", Outcome: "invalid_verification_code"}, map[string]float64{MetricVerifyFailed: 1}},
+		{RequestMetrics{Route: "/auth/v1/.well-known/jwks.json", Outcome: "ok"}, nil},
+	}
+	for _, tt := range tests {
+		var buf bytes.Buffer
+		m := NewMetrics(&buf, "Verifykit", "verifykit")
+		tt.r.Time = at
+		m.Request(tt.r)
+		if tt.want == nil {
+			if buf.Len() != 0 {
+				t.Errorf("%+v wrote %s", tt.r, buf.String())
+			}
+			continue
+		}
+		if strings.Count(buf.String(), "\n") != 1 {
+			t.Fatalf("%+v: want one line, got %q", tt.r, buf.String())
+		}
+		var line map[string]any
+		if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+			t.Fatal(err)
+		}
+		meta := line["_aws"].(map[string]any)
+		if meta["Timestamp"] != float64(at.UnixMilli()) {
+			t.Errorf("timestamp %v", meta["Timestamp"])
+		}
+		cw := meta["CloudWatchMetrics"].([]any)[0].(map[string]any)
+		if cw["Namespace"] != "Verifykit" || line["Service"] != "verifykit" || line["Outcome"] != tt.r.Outcome {
+			t.Errorf("line %v", line)
+		}
+		defs := cw["Metrics"].([]any)
+		if len(defs) != len(tt.want) {
+			t.Errorf("%+v: %d metrics, want %d", tt.r, len(defs), len(tt.want))
+		}
+		for _, d := range defs {
+			name := d.(map[string]any)["Name"].(string)
+			if line[name] != tt.want[name] {
+				t.Errorf("%+v: %s = %v, want %v", tt.r, name, line[name], tt.want[name])
+			}
+		}
+	}
+}
