@@ -72,18 +72,7 @@ func (s *Store) SolveChallenge(ctx context.Context, sv captcha.Solve) error {
 		return err
 	}
 	var ccf *types.ConditionalCheckFailedException
-	err = retryConflicts(ctx, func() error {
-		_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName:                           aws.String(s.table),
-			Key:                                 k,
-			UpdateExpression:                    spend.Update(),
-			ConditionExpression:                 spend.Condition(),
-			ExpressionAttributeNames:            spend.Names(),
-			ExpressionAttributeValues:           spend.Values(),
-			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		})
-		return err
-	})
+	_, err = s.update(ctx, k, spend, types.ReturnValueNone)
 	switch {
 	case err == nil:
 		return nil
@@ -115,17 +104,7 @@ func (s *Store) SolveChallenge(ctx context.Context, sv captcha.Solve) error {
 	if err != nil {
 		return err
 	}
-	err = retryConflicts(ctx, func() error {
-		_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName:                 aws.String(s.table),
-			Key:                       k,
-			UpdateExpression:          count.Update(),
-			ConditionExpression:       count.Condition(),
-			ExpressionAttributeNames:  count.Names(),
-			ExpressionAttributeValues: count.Values(),
-		})
-		return err
-	})
+	_, err = s.update(ctx, k, count, types.ReturnValueNone)
 	switch {
 	case errors.As(err, &ccf):
 		return captcha.ErrExpired

@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/verifykit/verifykit/internal/verification"
@@ -63,20 +61,7 @@ func (s *Store) Consume(ctx context.Context, a verification.Attempt) (verificati
 	if err != nil {
 		return verification.Record{}, err
 	}
-	var out *dynamodb.UpdateItemOutput
-	err = retryConflicts(ctx, func() (err error) {
-		out, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName:                           aws.String(s.table),
-			Key:                                 k,
-			UpdateExpression:                    spend.Update(),
-			ConditionExpression:                 spend.Condition(),
-			ExpressionAttributeNames:            spend.Names(),
-			ExpressionAttributeValues:           spend.Values(),
-			ReturnValues:                        types.ReturnValueAllNew,
-			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		})
-		return err
-	})
+	out, err := s.update(ctx, k, spend, types.ReturnValueAllNew)
 	var ccf *types.ConditionalCheckFailedException
 	switch {
 	case err == nil:
@@ -113,18 +98,7 @@ func (s *Store) Consume(ctx context.Context, a verification.Attempt) (verificati
 	if err != nil {
 		return verification.Record{}, err
 	}
-	err = retryConflicts(ctx, func() (err error) {
-		out, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName:                 aws.String(s.table),
-			Key:                       k,
-			UpdateExpression:          count.Update(),
-			ConditionExpression:       count.Condition(),
-			ExpressionAttributeNames:  count.Names(),
-			ExpressionAttributeValues: count.Values(),
-			ReturnValues:              types.ReturnValueUpdatedNew,
-		})
-		return err
-	})
+	out, err = s.update(ctx, k, count, types.ReturnValueUpdatedNew)
 	switch {
 	case errors.As(err, &ccf):
 		return verification.Record{}, verification.ErrExpired

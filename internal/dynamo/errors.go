@@ -8,7 +8,10 @@ import (
 	"net"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
 
@@ -153,4 +156,25 @@ func canceledError(op string, tce *types.TransactionCanceledException) error {
 		return fmt.Errorf("dynamo: %s: cancelled without a reason: %w", op, tce)
 	}
 	return nil
+}
+
+// update runs one conditional UpdateItem on the item key of the verification
+// table, with the expression e, retrying transaction conflicts. A failed
+// condition always returns the old item (ALL_OLD): the caller names the
+// refusal from it without a read.
+func (s *Store) update(ctx context.Context, key map[string]types.AttributeValue, e expression.Expression, ret types.ReturnValue) (out *dynamodb.UpdateItemOutput, err error) {
+	err = retryConflicts(ctx, func() error {
+		out, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName:                           aws.String(s.table),
+			Key:                                 key,
+			UpdateExpression:                    e.Update(),
+			ConditionExpression:                 e.Condition(),
+			ExpressionAttributeNames:            e.Names(),
+			ExpressionAttributeValues:           e.Values(),
+			ReturnValues:                        ret,
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		})
+		return err
+	})
+	return out, err
 }

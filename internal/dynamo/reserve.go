@@ -220,18 +220,7 @@ func (s *Store) refuse(ctx context.Context, r verification.Reservation, tx reser
 		return err
 	}
 	var ccf *types.ConditionalCheckFailedException
-	err = retryConflicts(ctx, func() error {
-		_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName:                           aws.String(s.table),
-			Key:                                 key(prefixIP + r.IP),
-			UpdateExpression:                    spend.Update(),
-			ConditionExpression:                 spend.Condition(),
-			ExpressionAttributeNames:            spend.Names(),
-			ExpressionAttributeValues:           spend.Values(),
-			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		})
-		return err
-	})
+	_, err = s.update(ctx, key(prefixIP+r.IP), spend, types.ReturnValueNone)
 	switch {
 	case err == nil:
 		return refusal
@@ -269,17 +258,7 @@ func (s *Store) Release(ctx context.Context, r verification.Reservation) error {
 		return err
 	}
 	var ccf *types.ConditionalCheckFailedException
-	err = retryConflicts(ctx, func() error {
-		_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName:                 aws.String(s.table),
-			Key:                       key(prefixTarget + r.Handle),
-			UpdateExpression:          undo.Update(),
-			ConditionExpression:       undo.Condition(),
-			ExpressionAttributeNames:  undo.Names(),
-			ExpressionAttributeValues: undo.Values(),
-		})
-		return err
-	})
+	_, err = s.update(ctx, key(prefixTarget+r.Handle), undo, types.ReturnValueNone)
 	if err == nil || errors.As(err, &ccf) {
 		return nil
 	}
