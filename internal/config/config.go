@@ -125,6 +125,12 @@ func Load(getenv func(string) string, checks Checks) (*Config, error) {
 	if c.UsersTable != "" && c.VerificationTable == "" {
 		l.fail("VERIFICATION_TABLE", "is required when USERS_TABLE is set")
 	}
+	if c.Lambda && c.SMSSender == "outbox" {
+		l.fail("SMS_SENDER", "outbox is for local mode only: it prints codes")
+	}
+	if c.Lambda && c.EmailSender == "outbox" {
+		l.fail("EMAIL_SENDER", "outbox is for local mode only: it prints codes")
+	}
 	if c.Lambda && c.VerificationTable == "" {
 		l.fail("VERIFICATION_TABLE", "is required in Lambda: the in-memory store would not be shared between instances")
 	}

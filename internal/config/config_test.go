@@ -71,6 +71,8 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{map[string]string{"AWS_LAMBDA_RUNTIME_API": "x"}, "VERIFICATION_TABLE"},
 		{map[string]string{"AWS_LAMBDA_RUNTIME_API": "x", "VERIFICATION_TABLE": "v", "USERS_TABLE": "u", "DEV_USERS": "a@b.c"}, "DEV_USERS"},
 		{map[string]string{"ADDR": "3000"}, "ADDR"},
+		{map[string]string{"AWS_LAMBDA_RUNTIME_API": "x", "VERIFICATION_TABLE": "v", "USERS_TABLE": "u", "SMS_SENDER": "outbox"}, "SMS_SENDER"},
+		{map[string]string{"AWS_LAMBDA_RUNTIME_API": "x", "VERIFICATION_TABLE": "v", "USERS_TABLE": "u", "EMAIL_SENDER": "outbox"}, "EMAIL_SENDER"},
 	}
 	for _, tt := range tests {
 		_, err := load(tt.env)
