@@ -6,9 +6,14 @@ import (
 	"io"
 	"strconv"
 	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/verifykit/verifykit/internal/app"
+	"github.com/verifykit/verifykit/internal/dynamo"
 	"github.com/verifykit/verifykit/internal/httpapi"
+	"github.com/verifykit/verifykit/internal/verification"
 )
 
 // The in-process cost of a request: the whole handler (routing, strict
@@ -45,7 +50,7 @@ func benchIP(i int) string {
 	return "10." + strconv.Itoa(i>>16&255) + "." + strconv.Itoa(i>>8&255) + "." + strconv.Itoa(i&255)
 }
 
-func sendRequests(n int, body func(i int) string) []*httpapi.Request {
+func benchSendRequests(n int, body func(i int) string) []*httpapi.Request {
 	reqs := make([]*httpapi.Request, n)
 	for i := range reqs {
 		reqs[i] = &httpapi.Request{
@@ -60,16 +65,16 @@ func sendRequests(n int, body func(i int) string) []*httpapi.Request {
 	return reqs
 }
 
-func emailBody(i int) string {
+func benchEmailBody(i int) string {
 	return `{"target":"ANY","email":"user` + strconv.Itoa(i) + `@example.com"}`
 }
 
-func phoneBody(i int) string {
+func benchPhoneBody(i int) string {
 	// 139 numbers are mainland China mobiles; 8 digits after the prefix.
-	return `{"target":"ANY","phone_number":"+86 139` + pad8(i) + `"}`
+	return `{"target":"ANY","phone_number":"+86 139` + benchPad8(i) + `"}`
 }
 
-func pad8(i int) string {
+func benchPad8(i int) string {
 	s := strconv.Itoa(i % 100000000)
 	for len(s) < 8 {
 		s = "0" + s
@@ -79,7 +84,7 @@ func pad8(i int) string {
 
 func benchSend(b *testing.B, body func(i int) string) {
 	a := benchApp(b)
-	reqs := sendRequests(b.N, body)
+	reqs := benchSendRequests(b.N, body)
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -91,11 +96,11 @@ func benchSend(b *testing.B, body func(i int) string) {
 }
 
 // BenchmarkSendEmail is one accepted send of an email code (target ANY).
-func BenchmarkSendEmail(b *testing.B) { benchSend(b, emailBody) }
+func BenchmarkSendEmail(b *testing.B) { benchSend(b, benchEmailBody) }
 
 // BenchmarkSendPhone is one accepted send of an SMS code (target ANY): the
 // phone-number library's validation on top of the email path.
-func BenchmarkSendPhone(b *testing.B) { benchSend(b, phoneBody) }
+func BenchmarkSendPhone(b *testing.B) { benchSend(b, benchPhoneBody) }
 
 // BenchmarkVerify is one successful verify (a right code, an ES256 token
 // signed). The sends that provide the codes run before the timer starts.
@@ -103,7 +108,7 @@ func BenchmarkVerify(b *testing.B) {
 	a := benchApp(b)
 	ctx := context.Background()
 	reqs := make([]*httpapi.Request, 0, b.N)
-	sends := sendRequests(b.N, emailBody)
+	sends := benchSendRequests(b.N, benchEmailBody)
 	// The outbox keeps the latest 1000 messages: read the codes in batches.
 	ids := map[string]string{} // recipient -> verification_id
 	for start := 0; start < b.N; start += 1000 {
@@ -154,7 +159,7 @@ func BenchmarkVerifyWrong(b *testing.B) {
 	ctx := context.Background()
 	const perCode = 4
 	n := b.N/perCode + 1
-	sends := sendRequests(n, emailBody)
+	sends := benchSendRequests(n, benchEmailBody)
 	reqs := make([]*httpapi.Request, 0, b.N)
 	for i := 0; len(reqs) < b.N; i++ {
 		resp := a.Handler.Serve(ctx, sends[i])
@@ -178,6 +183,96 @@ func BenchmarkVerifyWrong(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if resp := a.Handler.Serve(ctx, reqs[i]); resp.Status != 400 {
 			b.Fatalf("verify %d: %d %s", i, resp.Status, resp.Body)
+		}
+	}
+}
+
+// BenchmarkOutboxSend is the local sender alone, as BenchmarkSendEmail uses
+// it (templates rendered, the message kept among the latest 1000 and
+// printed to io.Discard): the share of a local send that is not the
+// service's own.
+func BenchmarkOutboxSend(b *testing.B) {
+	a := benchApp(b)
+	ctx := context.Background()
+	m := verification.Message{Channel: verification.Email, To: "user@example.com", Code: "123456", TTL: 10 * time.Minute}
+	for range 1000 { // a full outbox, as in a long run
+		if err := a.Outbox.Send(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := a.Outbox.Send(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// nopDynamo answers every call at once with an empty success: what is left
+// of the DynamoDB store's cost is building its requests.
+type nopDynamo struct{}
+
+func (nopDynamo) TransactWriteItems(context.Context, *dynamodb.TransactWriteItemsInput, ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	return &dynamodb.TransactWriteItemsOutput{}, nil
+}
+
+func (nopDynamo) UpdateItem(context.Context, *dynamodb.UpdateItemInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	return &dynamodb.UpdateItemOutput{}, nil
+}
+
+func (nopDynamo) PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	return &dynamodb.PutItemOutput{}, nil
+}
+
+func (nopDynamo) GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	return &dynamodb.GetItemOutput{}, nil
+}
+
+func benchDynamoStore(b *testing.B) *dynamo.Store {
+	b.Helper()
+	cfg, err := app.Load(func(string) string { return "" })
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := dynamo.New(nopDynamo{}, "verification", "users", app.Limits(cfg))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// BenchmarkDynamoReserve is the DynamoDB store's own CPU cost of a send:
+// building the TransactWriteItems input (the SDK's serialising, signing and
+// the round trip are not in it).
+func BenchmarkDynamoReserve(b *testing.B) {
+	s := benchDynamoStore(b)
+	now := time.Now()
+	r := verification.Reservation{
+		Handle: "KiSye9XA5NnQQwFfQ2UY9Q", IP: "192.0.2.1", Nonce: "AAECAwQFBgcICQoLDA0ODw",
+		CodeHash: "PwAsSDTFFlQRwikQZdz1lV9gYJAgOVAu7Jte_b5ioQU", Identity: "user@example.com",
+		Channel: verification.Email, Target: verification.TargetAny, Now: now, ExpiresAt: now.Add(10 * time.Minute),
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := s.Reserve(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDynamoConsume is the store's own CPU cost of a verify's UpdateItem.
+func BenchmarkDynamoConsume(b *testing.B) {
+	s := benchDynamoStore(b)
+	a := verification.Attempt{
+		Handle: "KiSye9XA5NnQQwFfQ2UY9Q", Nonce: "AAECAwQFBgcICQoLDA0ODw",
+		CodeHash: "PwAsSDTFFlQRwikQZdz1lV9gYJAgOVAu7Jte_b5ioQU", Now: time.Now(), MaxAttempts: 5,
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Consume(ctx, a); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -12,25 +12,41 @@ import (
 
 // Request bodies. Fields are pointers so that absent and null (which counts
 // as absent) are nil. Other members are ignored (clients of this API family
-// send locale, usage, client_id), unless they are case variants of a field.
+// send locale, usage, client_id), unless they are case variants of a field:
+// the decoder keeps them in Unknown (nothing is kept, or allocated, when there
+// are none) so that decode can look at their names.
 type sendBody struct {
-	Target      *string `json:"target"`
-	PhoneNumber *string `json:"phone_number"`
-	Email       *string `json:"email"`
-	Locale      *string `json:"locale"`
+	Target      *string        `json:"target"`
+	PhoneNumber *string        `json:"phone_number"`
+	Email       *string        `json:"email"`
+	Locale      *string        `json:"locale"`
+	Unknown     jsontext.Value `json:",embed"`
 }
 
 type verifyBody struct {
-	VerificationID   *string `json:"verification_id"`
-	VerificationCode *string `json:"verification_code"`
+	VerificationID   *string        `json:"verification_id"`
+	VerificationCode *string        `json:"verification_code"`
+	Unknown          jsontext.Value `json:",embed"`
 }
 
 type captchaBody struct {
-	Token *string `json:"token"`
-	Key   *string `json:"key"`
+	Token   *string        `json:"token"`
+	Key     *string        `json:"key"`
+	Unknown jsontext.Value `json:",embed"`
 }
 
-type emptyBody struct{}
+type emptyBody struct {
+	Unknown jsontext.Value `json:",embed"`
+}
+
+// requestBody is a decoded request body: unknown returns its members that
+// are no known field.
+type requestBody interface{ unknown() jsontext.Value }
+
+func (b *sendBody) unknown() jsontext.Value    { return b.Unknown }
+func (b *verifyBody) unknown() jsontext.Value  { return b.Unknown }
+func (b *captchaBody) unknown() jsontext.Value { return b.Unknown }
+func (b *emptyBody) unknown() jsontext.Value   { return b.Unknown }
 
 var (
 	sendFields    = []string{"target", "phone_number", "email", "locale"}
@@ -47,20 +63,24 @@ var errBadJSON = verification.Errorf(verification.KindInvalidRequest, "Request b
 // semantics (go-json-experiment, the mirror of Go's encoding/json/v2) refuse
 // them by default. A member that differs from a known field only in case is
 // refused too, since a case-insensitive parser would take it for that field.
-func decode(body []byte, v any, known []string) error {
-	if err := jsonv2.Unmarshal(body, v); err != nil {
+func decode(data []byte, v requestBody, known []string) error {
+	if err := jsonv2.Unmarshal(data, v); err != nil {
 		return errBadJSON
 	}
-	if name, ok := caseVariant(body, known); ok {
-		return verification.Errorf(verification.KindInvalidRequest, "Unknown field %q: field names are case-sensitive", name)
+	// Exact names went to their fields; any other member is in unknown(),
+	// also (still checked) for duplicates and invalid UTF-8.
+	if extra := v.unknown(); len(extra) > 0 {
+		if name, ok := caseVariant(extra, known); ok {
+			return verification.Errorf(verification.KindInvalidRequest, "Unknown field %q: field names are case-sensitive", name)
+		}
 	}
 	return nil
 }
 
 // caseVariant finds a top-level member whose name equals a known field's
-// name but for case. body is already known to be one valid object.
-func caseVariant(body []byte, known []string) (string, bool) {
-	dec := jsontext.NewDecoder(bytes.NewReader(body))
+// name but for case. obj is already known to be one valid object.
+func caseVariant(obj []byte, known []string) (string, bool) {
+	dec := jsontext.NewDecoder(bytes.NewReader(obj))
 	if _, err := dec.ReadToken(); err != nil { // {
 		return "", false
 	}

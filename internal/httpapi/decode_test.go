@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -70,4 +71,42 @@ func FuzzDecodeSend(f *testing.F) {
 		check("email", b.Email)
 		check("locale", b.Locale)
 	})
+}
+
+// TestResponseEncoders holds the hand-written answers of the hot routes to
+// json.Marshal's bytes for the values they carry (base64url ids, JWTs) and,
+// for any other string, to the same decoded value (json.Marshal also escapes
+// <, >, & and U+2028 for HTML; both are valid JSON of the same string).
+func TestResponseEncoders(t *testing.T) {
+	for _, s := range []string{
+		"", "AAECAwQFBgcICQoLDA0OD6zreFv0uL19prjWx94PLD9KgfUDqu5kTKvNcYtMqEEA",
+		"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln-_", `quote " backslash \ ctl ` + "\x01\n\u2028 <é>&",
+	} {
+		sameBytes := !strings.ContainsAny(s, "\"\\<>&\u2028")
+		for _, n := range []int{0, 600, -1} {
+			for _, isUser := range []bool{true, false} {
+				sr := sendResponse{VerificationID: s, ExpiresIn: n, IsUser: isUser}
+				vr := verifyResponse{VerificationToken: s, ExpiresIn: n}
+				for _, c := range []struct {
+					got  []byte
+					v    any
+					back any
+				}{
+					{sr.appendJSON(nil), sr, &sendResponse{}},
+					{vr.appendJSON(nil), vr, &verifyResponse{}},
+				} {
+					want, _ := json.Marshal(c.v)
+					if sameBytes && string(c.got) != string(want) {
+						t.Errorf("%T: got %s, json.Marshal %s", c.v, c.got, want)
+					}
+					if err := json.Unmarshal(c.got, c.back); err != nil {
+						t.Fatalf("%T: %s is not JSON: %v", c.v, c.got, err)
+					}
+					if again, _ := json.Marshal(c.back); string(again) != string(want) {
+						t.Errorf("%T: %s reads back as %s, want %s", c.v, c.got, again, want)
+					}
+				}
+			}
+		}
+	}
 }

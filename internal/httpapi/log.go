@@ -29,14 +29,16 @@ func (h *Handler) finish(ctx context.Context, r *Request, l *logEntry, start tim
 		outcome = string(kind)
 	}
 	level := slog.LevelInfo
-	attrs := []slog.Attr{
+	// Room for every attribute, so the slice stays on the stack.
+	attrs := make([]slog.Attr, 0, 12)
+	attrs = append(attrs,
 		slog.String("request_id", r.RequestID),
 		slog.String("route", l.Route),
 		slog.String("method", l.Method),
 		slog.Int("status", l.Status),
 		slog.String("outcome", outcome),
 		slog.Float64("latency_ms", float64(h.Now().Sub(start).Microseconds())/1000),
-	}
+	)
 	if l.Channel != "" {
 		attrs = append(attrs, slog.String("channel", l.Channel))
 	}

@@ -30,19 +30,19 @@ func NewLogger(lambda bool, w io.Writer, level slog.Level) *slog.Logger {
 
 // Mask hides the middle of a phone number or the local part of an email so
 // logs can tell targets apart without holding them: "+86 138****8000",
-// "u***@example.com". Anything unparsable is masked whole.
+// "u***@example.com". Anything that is not E.164 or an address is masked
+// whole.
 func Mask(a verification.Address) string {
 	switch a.Channel {
 	case verification.SMS:
-		num, err := phonenumbers.Parse(a.Identity, "")
-		if err != nil {
+		cc, nsn, ok := splitE164(a.Identity)
+		if !ok {
 			return "***"
 		}
-		nsn := phonenumbers.GetNationalSignificantNumber(num)
 		if len(nsn) < 8 {
-			return "+" + itoa(num.GetCountryCode()) + " ****"
+			return "+" + cc + " ****"
 		}
-		return "+" + itoa(num.GetCountryCode()) + " " + nsn[:3] + "****" + nsn[len(nsn)-4:]
+		return "+" + cc + " " + nsn[:3] + "****" + nsn[len(nsn)-4:]
 	case verification.Email:
 		at := strings.LastIndexByte(a.Identity, '@')
 		if at < 1 {
@@ -53,7 +53,28 @@ func Mask(a verification.Address) string {
 	return ""
 }
 
-func itoa(n int32) string { return strconv.Itoa(int(n)) }
+// splitE164 splits an E.164 number ("+8613800138000") into its country
+// calling code and national significant number. Calling codes are
+// prefix-free, so the first one to three digits that form one are it, which
+// is how libphonenumber reads them (without parsing the whole number again
+// on every log line).
+func splitE164(s string) (cc, nsn string, ok bool) {
+	if len(s) < 3 || s[0] != '+' {
+		return "", "", false
+	}
+	for i := 1; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return "", "", false
+		}
+	}
+	codes := phonenumbers.GetSupportedCallingCodes()
+	for n := 1; n <= 3 && 1+n < len(s); n++ {
+		if c, err := strconv.Atoi(s[1 : 1+n]); err == nil && codes[c] {
+			return s[1 : 1+n], s[1+n:], true
+		}
+	}
+	return "", "", false
+}
 
 // Metrics writes CloudWatch Embedded Metric Format lines.
 type Metrics struct {

@@ -3,9 +3,12 @@ package logging
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nyaruka/phonenumbers"
 
 	"github.com/verifykit/verifykit/internal/verification"
 )
@@ -18,6 +21,12 @@ func TestMask(t *testing.T) {
 		{verification.Address{Channel: verification.SMS, Identity: "+8613800138000"}, "+86 138****8000"},
 		{verification.Address{Channel: verification.SMS, Identity: "+85251234567"}, "+852 512****4567"},
 		{verification.Address{Channel: verification.SMS, Identity: "garbage"}, "***"},
+		{verification.Address{Channel: verification.SMS, Identity: "+12025550123"}, "+1 202****0123"},
+		{verification.Address{Channel: verification.SMS, Identity: "+3531234"}, "+353 ****"},
+		{verification.Address{Channel: verification.SMS, Identity: "13800138000"}, "***"},
+		{verification.Address{Channel: verification.SMS, Identity: "+86 138"}, "***"},
+		{verification.Address{Channel: verification.SMS, Identity: "+"}, "***"},
+		{verification.Address{Channel: verification.SMS, Identity: ""}, "***"},
 		{verification.Address{Channel: verification.Email, Identity: "user@example.com"}, "u***@example.com"},
 		{verification.Address{Channel: verification.Email, Identity: "a@b"}, "a***@b"},
 		{verification.Address{Channel: verification.Email, Identity: "@b"}, "***"},
@@ -28,6 +37,43 @@ func TestMask(t *testing.T) {
 			t.Errorf("Mask(%+v) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
+}
+
+// referenceMask is the SMS mask as libphonenumber reads the number: the
+// oracle of TestMaskMatchesLibrary.
+func referenceMask(identity string) string {
+	num, err := phonenumbers.Parse(identity, "")
+	if err != nil {
+		return "***"
+	}
+	cc := strconv.Itoa(int(num.GetCountryCode()))
+	nsn := phonenumbers.GetNationalSignificantNumber(num)
+	if len(nsn) < 8 {
+		return "+" + cc + " ****"
+	}
+	return "+" + cc + " " + nsn[:3] + "****" + nsn[len(nsn)-4:]
+}
+
+// TestMaskMatchesLibrary holds Mask, which splits the E.164 number itself,
+// to libphonenumber for the example numbers of every type of every region
+// (what PhoneParser can produce is a subset of these shapes).
+func TestMaskMatchesLibrary(t *testing.T) {
+	n := 0
+	for r := range phonenumbers.GetSupportedRegions() {
+		for typ := phonenumbers.FIXED_LINE; typ <= phonenumbers.VOICEMAIL; typ++ {
+			num := phonenumbers.GetExampleNumberForType(r, typ)
+			if num == nil {
+				continue
+			}
+			e164 := phonenumbers.Format(num, phonenumbers.E164)
+			got := Mask(verification.Address{Channel: verification.SMS, Identity: e164})
+			if want := referenceMask(e164); got != want {
+				t.Errorf("Mask(%s) = %q, libphonenumber %q", e164, got, want)
+			}
+			n++
+		}
+	}
+	t.Logf("%d numbers", n)
 }
 
 func TestMetricsLines(t *testing.T) {

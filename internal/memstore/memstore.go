@@ -28,7 +28,7 @@ type Store struct {
 }
 
 type target struct {
-	slots     *ring
+	slots     ring
 	nonce     string
 	codeHash  string
 	attempts  int
@@ -84,10 +84,10 @@ func (s *Store) Reserve(_ context.Context, r verification.Reservation) error {
 	if ip == nil {
 		ip = newRing(s.limits.IPCap)
 	}
+	// A new target's item is only kept if the send is accepted.
 	t := s.targets[r.Handle]
-	tslots := newRing(s.limits.TargetCap)
-	if t != nil {
-		tslots = t.slots
+	if t == nil {
+		t = &target{slots: ring{t: make([]int64, s.limits.TargetCap)}}
 	}
 	var userRefusal error
 	switch exists := s.users[r.Identity]; {
@@ -97,7 +97,7 @@ func (s *Store) Reserve(_ context.Context, r verification.Reservation) error {
 		userRefusal = verification.ErrUserExists
 	}
 	_, captchaUsed := s.consumed[r.CaptchaID]
-	j := s.limits.Judge(ip, tslots, r.Now)
+	j := s.limits.Judge(ip, &t.slots, r.Now)
 	if err, spendIP := j.Refusal(r.CaptchaID != "", r.CaptchaID != "" && captchaUsed, userRefusal); err != nil {
 		if spendIP {
 			ip.push(r.Now.UnixMilli())
@@ -111,14 +111,16 @@ func (s *Store) Reserve(_ context.Context, r verification.Reservation) error {
 	if r.CaptchaID != "" {
 		s.consumed[r.CaptchaID] = r.CaptchaExp
 	}
-	tslots.push(r.Now.UnixMilli())
-	s.targets[r.Handle] = &target{
-		slots:     tslots,
+	t.slots.push(r.Now.UnixMilli())
+	// The new code replaces the old one (attempts and used start afresh).
+	*t = target{
+		slots:     t.slots,
 		nonce:     r.Nonce,
 		codeHash:  r.CodeHash,
 		expiresAt: r.ExpiresAt,
 		rec:       verification.Record{Identity: r.Identity, Channel: r.Channel, Target: r.Target},
 	}
+	s.targets[r.Handle] = t
 	return nil
 }
 
@@ -132,7 +134,7 @@ func (s *Store) Release(_ context.Context, r verification.Reservation) error {
 		return nil
 	}
 	t.slots.pop()
-	s.targets[r.Handle] = &target{slots: t.slots}
+	*t = target{slots: t.slots}
 	return nil
 }
 

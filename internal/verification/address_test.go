@@ -2,8 +2,12 @@ package verification
 
 import (
 	"errors"
+	"net/mail"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/nyaruka/phonenumbers"
 )
 
 func TestPhoneParse(t *testing.T) {
@@ -140,4 +144,128 @@ func TestParseTarget(t *testing.T) {
 			t.Errorf("ParseTarget(%q) = %v, want invalid_target", s, err)
 		}
 	}
+}
+
+// referenceParseEmail is ParseEmail as it was with net/mail deciding the
+// dot-atom grammar of the local part: the oracle of FuzzParseEmail.
+func referenceParseEmail(s string) bool {
+	if len(s) < 3 || len(s) > 254 || strings.Count(s, "@") != 1 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),:;<>[\\]", c) >= 0 {
+			return false
+		}
+	}
+	at := strings.IndexByte(s, '@')
+	if at == 0 || at > 64 || !validDomain(s[at+1:]) {
+		return false
+	}
+	a, err := mail.ParseAddress(s)
+	return err == nil && a.Name == "" && a.Address == s
+}
+
+// FuzzParseEmail holds ParseEmail to net/mail's reading of an addr-spec
+// (within the stricter character set ParseEmail allows).
+func FuzzParseEmail(f *testing.F) {
+	for _, s := range []string{
+		"user@example", "User.Name+tag@Example.COM", "o'brien@example.com", ".a@b", "a.@b", "a..b@c",
+		"a.b.c@d.e", "!#$%&'*+-/=?^_`{|}~@x", "a@b.", "a@.b", "a@b-c.d", "\"a\"@b", "a b@c", "a@[1.2.3.4]",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		_, err := ParseEmail(s)
+		if got, want := err == nil, referenceParseEmail(s); got != want {
+			t.Fatalf("ParseEmail(%q) accepts %v, net/mail %v", s, got, want)
+		}
+	})
+}
+
+// referencePhoneParse is PhoneParser.Parse as it was with a separate
+// IsValidNumberForRegion check: the oracle of TestPhoneParseReference.
+func referencePhoneParse(p *PhoneParser, s string) (string, bool) {
+	if len(s) < 2 || len(s) > 20 || s[0] != '+' {
+		return "", false
+	}
+	digits := make([]byte, 0, len(s))
+	space := -1
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			digits = append(digits, c)
+		case c == ' ' && space < 0 && i > 1 && i < len(s)-1:
+			space = len(digits)
+		default:
+			return "", false
+		}
+	}
+	num, err := phonenumbers.Parse("+"+string(digits), "")
+	if err != nil {
+		return "", false
+	}
+	if space >= 0 && space != len(strconv.Itoa(int(num.GetCountryCode()))) {
+		return "", false
+	}
+	region := phonenumbers.GetRegionCodeForNumber(num)
+	if !p.regions[region] || !phonenumbers.IsValidNumberForRegion(num, region) {
+		return "", false
+	}
+	switch phonenumbers.GetNumberType(num) {
+	case phonenumbers.MOBILE, phonenumbers.FIXED_LINE_OR_MOBILE:
+	default:
+		return "", false
+	}
+	e164 := phonenumbers.Format(num, phonenumbers.E164)
+	return e164, e164 == "+"+string(digits)
+}
+
+// TestPhoneParseReference holds Parse to the reference for the example
+// numbers of every type of every region the library knows, and variants of
+// them, under a parser allowing all regions and one allowing only CN.
+func TestPhoneParseReference(t *testing.T) {
+	var all []string
+	for r := range phonenumbers.GetSupportedRegions() {
+		all = append(all, r)
+	}
+	everywhere, err := NewPhoneParser(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn, _ := NewPhoneParser([]string{"CN"})
+	types := []phonenumbers.PhoneNumberType{
+		phonenumbers.MOBILE, phonenumbers.FIXED_LINE, phonenumbers.FIXED_LINE_OR_MOBILE, phonenumbers.TOLL_FREE,
+		phonenumbers.PREMIUM_RATE, phonenumbers.VOIP, phonenumbers.PAGER, phonenumbers.UAN, phonenumbers.PERSONAL_NUMBER,
+	}
+	checked, accepted := 0, 0
+	for _, r := range all {
+		for _, typ := range types {
+			num := phonenumbers.GetExampleNumberForType(r, typ)
+			if num == nil {
+				continue
+			}
+			e164 := phonenumbers.Format(num, phonenumbers.E164)
+			cc := strconv.Itoa(int(num.GetCountryCode()))
+			nsn := e164[1+len(cc):]
+			for _, in := range []string{
+				e164, "+" + cc + " " + nsn, e164 + "0", e164[:len(e164)-1], "+" + cc + "0" + nsn,
+				"+" + cc + nsn[:1] + " " + nsn[1:], e164[:len(e164)-1] + "9",
+			} {
+				for _, p := range []*PhoneParser{everywhere, cn} {
+					want, ok := referencePhoneParse(p, in)
+					a, err := p.Parse(in)
+					if (err == nil) != ok || ok && a.Identity != want {
+						t.Errorf("Parse(%q) = %q, %v; reference %q, %v", in, a.Identity, err, want, ok)
+					}
+					checked++
+					if ok {
+						accepted++
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d inputs, %d accepted by both", checked, accepted)
 }

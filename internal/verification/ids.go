@@ -8,12 +8,14 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"hash"
+	"sync"
 )
 
 // Keys derives every keyed hash of the domain from one server secret, each
 // under its own label so that no two uses can be confused.
 type Keys struct {
-	code, handle, pad, tag []byte
+	code, handle, pad, tag *keyedMAC
 }
 
 // NewKeys derives the domain's keys from master (at least 32 bytes).
@@ -22,10 +24,10 @@ func NewKeys(master []byte) (*Keys, error) {
 		return nil, errors.New("HMAC key must be at least 32 bytes")
 	}
 	return &Keys{
-		code:   Derive(master, "verification code v1"),
-		handle: Derive(master, "target handle v1"),
-		pad:    Derive(master, "verification id pad v1"),
-		tag:    Derive(master, "verification id tag v1"),
+		code:   newKeyedMAC(Derive(master, "verification code v1")),
+		handle: newKeyedMAC(Derive(master, "target handle v1")),
+		pad:    newKeyedMAC(Derive(master, "verification id pad v1")),
+		tag:    newKeyedMAC(Derive(master, "verification id tag v1")),
 	}, nil
 }
 
@@ -36,28 +38,59 @@ func Derive(master []byte, label string) []byte {
 	return m.Sum(nil)
 }
 
-func mac(key []byte, parts ...[]byte) []byte {
-	m := hmac.New(sha256.New, key)
+// keyedMAC computes HMAC-SHA-256 under one key. Building an HMAC (two
+// SHA-256 states, the padded keys) costs more than hashing the few bytes of
+// a request, so the keyed states are pooled: Reset brings one back to the
+// state right after the key, and nothing of an earlier message survives it.
+type keyedMAC struct {
+	pool sync.Pool // of *macState
+}
+
+type macState struct {
+	h   hash.Hash
+	buf []byte // the message being built
+	sum [sha256.Size]byte
+}
+
+func newKeyedMAC(key []byte) *keyedMAC {
+	k := &keyedMAC{}
+	k.pool.New = func() any { return &macState{h: hmac.New(sha256.New, key)} }
+	return k
+}
+
+// sum appends to dst the MAC of parts, each length-prefixed so that part
+// boundaries cannot shift.
+func (k *keyedMAC) sum(dst []byte, parts ...[]byte) []byte {
+	st := k.pool.Get().(*macState)
+	st.buf = st.buf[:0]
 	for _, p := range parts {
-		var n [4]byte
-		binary.BigEndian.PutUint32(n[:], uint32(len(p)))
-		m.Write(n[:]) // length-prefixed, so part boundaries cannot shift
-		m.Write(p)
+		st.buf = binary.BigEndian.AppendUint32(st.buf, uint32(len(p)))
+		st.buf = append(st.buf, p...)
 	}
-	return m.Sum(nil)
+	st.h.Reset()
+	st.h.Write(st.buf)
+	dst = append(dst, st.h.Sum(st.sum[:0])...)
+	// The message may hold a code: wipe it, and the hash state, before the
+	// state waits in the pool.
+	clear(st.buf)
+	st.h.Reset()
+	k.pool.Put(st)
+	return dst
 }
 
 // Handle is the pseudonymous storage key of an identity: the limits and the
 // current code of a target live under it, and a table dump shows no phone
 // number or email in its keys.
 func (k *Keys) Handle(identity string) string {
-	return base64.RawURLEncoding.EncodeToString(mac(k.handle, []byte(identity))[:16])
+	var m [sha256.Size]byte
+	return encode64(k.handle.sum(m[:0], []byte(identity))[:16])
 }
 
 // CodeHash is the keyed hash stored in place of a code, bound to the nonce
 // of its verification so that equal codes of two sends never hash alike.
 func (k *Keys) CodeHash(nonce, code string) string {
-	return base64.RawURLEncoding.EncodeToString(mac(k.code, []byte(nonce), []byte(code)))
+	var m [sha256.Size]byte
+	return encode64(k.code.sum(m[:0], []byte(nonce), []byte(code)))
 }
 
 const (
@@ -68,11 +101,11 @@ const (
 // NewNonce returns 128 random bits, base64url: the unguessable part of a
 // verification_id and the key of its code.
 func NewNonce() (string, error) {
-	b := make([]byte, nonceLen)
-	if _, err := rand.Read(b); err != nil {
+	var b [nonceLen]byte
+	if _, err := rand.Read(b[:]); err != nil {
 		return "", err
 	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
+	return encode64(b[:]), nil
 }
 
 // VerificationID builds the opaque verification_id of a send:
@@ -87,27 +120,46 @@ func NewNonce() (string, error) {
 // send can look the user up concurrently with its transaction and the verify
 // still knows the answer without a read.
 func (k *Keys) VerificationID(nonce, handle string, isUser bool) (string, error) {
-	n, err1 := base64.RawURLEncoding.DecodeString(nonce)
-	h, err2 := base64.RawURLEncoding.DecodeString(handle)
-	if err1 != nil || err2 != nil || len(n) != nonceLen || len(h) != 16 {
+	var n, h [16]byte
+	if !decode16(&n, nonce) || !decode16(&h, handle) {
 		return "", errors.New("bad nonce or handle")
 	}
-	out := make([]byte, 0, idLen)
-	out = append(out, n...)
-	pad := mac(k.pad, n)
+	var out [idLen]byte
+	copy(out[:16], n[:])
+	var pad, tag [sha256.Size]byte
+	k.pad.sum(pad[:0], n[:])
 	for i := range h {
-		out = append(out, h[i]^pad[i])
+		out[16+i] = h[i] ^ pad[i]
 	}
-	out = append(out, k.idTag(n, h, isUser)...)
-	return base64.RawURLEncoding.EncodeToString(out), nil
+	copy(out[32:], k.idTag(tag[:0], n[:], h[:], isUser))
+	return encode64(out[:]), nil
 }
 
-func (k *Keys) idTag(nonce, handle []byte, isUser bool) []byte {
+// encode64 is base64url without padding of src (at most idLen bytes),
+// encoded on the stack so that the string is the only allocation.
+func encode64(src []byte) string {
+	var buf [(idLen*8 + 5) / 6]byte
+	n := base64.RawURLEncoding.EncodedLen(len(src))
+	base64.RawURLEncoding.Encode(buf[:n], src)
+	return string(buf[:n])
+}
+
+// decode16 decodes s, base64url of exactly 16 bytes, into dst.
+func decode16(dst *[16]byte, s string) bool {
+	if base64.RawURLEncoding.DecodedLen(len(s)) != len(dst) {
+		return false
+	}
+	n, err := base64.RawURLEncoding.Decode(dst[:], []byte(s))
+	return err == nil && n == len(dst)
+}
+
+// idTag appends to dst the 16-byte tag of an id.
+func (k *Keys) idTag(dst, nonce, handle []byte, isUser bool) []byte {
 	flag := []byte{0}
 	if isUser {
 		flag[0] = 1
 	}
-	return mac(k.tag, nonce, handle, flag)[:16]
+	return k.tag.sum(dst, nonce, handle, flag)[:len(dst)+16]
 }
 
 // ParseVerificationID reverses VerificationID. Any id this server did not
@@ -116,23 +168,23 @@ func (k *Keys) ParseVerificationID(id string) (nonce, handle string, isUser bool
 	if base64.RawURLEncoding.DecodedLen(len(id)) != idLen {
 		return "", "", false, ErrExpired
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(id)
-	if err != nil || len(raw) != idLen {
+	var raw [idLen]byte
+	if m, err := base64.RawURLEncoding.Decode(raw[:], []byte(id)); err != nil || m != idLen {
 		return "", "", false, ErrExpired
 	}
 	n, enc, tag := raw[:16], raw[16:32], raw[32:]
-	pad := mac(k.pad, n)
-	h := make([]byte, 16)
+	var pad, tagYes, tagNo [sha256.Size]byte
+	k.pad.sum(pad[:0], n)
+	var h [16]byte
 	for i := range h {
 		h[i] = enc[i] ^ pad[i]
 	}
-	yes := subtle.ConstantTimeCompare(tag, k.idTag(n, h, true))
-	no := subtle.ConstantTimeCompare(tag, k.idTag(n, h, false))
+	yes := subtle.ConstantTimeCompare(tag, k.idTag(tagYes[:0], n, h[:], true))
+	no := subtle.ConstantTimeCompare(tag, k.idTag(tagNo[:0], n, h[:], false))
 	if yes|no == 0 {
 		return "", "", false, ErrExpired
 	}
-	enc64 := base64.RawURLEncoding.EncodeToString
-	return enc64(n), enc64(h), yes == 1, nil
+	return encode64(n), encode64(h[:]), yes == 1, nil
 }
 
 // NewCode returns six decimal digits from crypto/rand, uniformly: samples

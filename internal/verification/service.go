@@ -105,24 +105,38 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (res SendResult, ad
 
 	// USER and NOT_USER check the user inside the reservation; ANY only needs
 	// the answer, so it looks the user up concurrently with the reservation.
+	// A directory in memory (LocalUsers) is asked after it instead: starting
+	// a goroutine, and waking a processor to run it, costs more than the
+	// lookup.
 	var lookup chan lookupResult
+	lookupAfter := false
 	switch target {
 	case TargetUser:
 		r.Require, res.IsUser = RequireUser, true
 	case TargetNotUser:
 		r.Require, res.IsUser = RequireNoUser, false
 	default:
+		if _, local := s.Users.(LocalUsers); local {
+			lookupAfter = true
+			break
+		}
 		lookup = make(chan lookupResult, 1)
+		identity := addr.Identity // not addr: a captured addr would live on the heap in every send
 		go func() {
-			ok, err := s.Users.Exists(ctx, addr.Identity)
+			ok, err := s.Users.Exists(ctx, identity)
 			lookup <- lookupResult{ok, err}
 		}()
 	}
 	if err := s.Store.Reserve(ctx, r); err != nil {
 		return res, addr, err
 	}
-	if lookup != nil {
-		l := <-lookup
+	if lookup != nil || lookupAfter {
+		var l lookupResult
+		if lookup != nil {
+			l = <-lookup
+		} else {
+			l.exists, l.err = s.Users.Exists(ctx, addr.Identity)
+		}
 		if l.err != nil {
 			s.release(ctx, r)
 			return res, addr, fmt.Errorf("user lookup: %w", l.err)

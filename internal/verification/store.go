@@ -74,6 +74,15 @@ type Users interface {
 	Exists(ctx context.Context, identity string) (bool, error)
 }
 
+// LocalUsers is a Users that answers from memory, never waiting on I/O (the
+// embedded directory of local mode). Send asks it in line rather than on a
+// goroutine beside the reservation.
+type LocalUsers interface {
+	Users
+	// LocalLookups only marks the implementation.
+	LocalLookups()
+}
+
 // Message is one code to deliver.
 type Message struct {
 	Channel Channel

@@ -1,0 +1,183 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/verifykit/verifykit/internal/app"
+	"github.com/verifykit/verifykit/internal/dynamo/dynamotest"
+	"github.com/verifykit/verifykit/internal/httpapi"
+	"github.com/verifykit/verifykit/internal/testenv"
+)
+
+// dynamoBenchApp builds the service on DynamoDB Local (TEST_DYNAMODB_ENDPOINT)
+// the way the Lambda binary builds it: tables from template.yaml, the AWS SDK
+// configured by its own environment variables (endpoint, region, static
+// credentials), the outbox sender so that tests can read the codes. The given
+// users exist in the users table; opts go to the app's DynamoDB client.
+func dynamoBenchApp(t *testing.T, users []string, opts ...func(*dynamodb.Options)) (*app.App, *dynamodb.Client) {
+	t.Helper()
+	endpoint := testenv.Get(t, testenv.DynamoDB)
+	client, tables := dynamotest.StartTables(t, endpoint)
+	for _, u := range users {
+		_, err := client.PutItem(context.Background(), &dynamodb.PutItemInput{
+			TableName: aws.String(tables["UsersTable"]),
+			Item:      map[string]types.AttributeValue{"identity": &types.AttributeValueMemberS{Value: u}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, v := range map[string]string{
+		"AWS_ENDPOINT_URL_DYNAMODB": endpoint,
+		"AWS_REGION":                "us-east-1",
+		"AWS_ACCESS_KEY_ID":         "test",
+		"AWS_SECRET_ACCESS_KEY":     "test",
+		"AWS_EC2_METADATA_DISABLED": "true",
+	} {
+		t.Setenv(k, v)
+	}
+	env := map[string]string{
+		"VERIFICATION_TABLE": tables["VerificationTable"],
+		"USERS_TABLE":        tables["UsersTable"],
+		"HMAC_KEY":           "dGVzdC1obWFjLWtleS10ZXN0LWhtYWMta2V5LXRlc3QtaG1hYw==",
+	}
+	cfg, err := app.Load(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.New(context.Background(), cfg, app.Options{Stdout: io.Discard, DynamoOptions: opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Outbox == nil {
+		t.Fatal("no outbox: the codes cannot be read")
+	}
+	return a, client
+}
+
+// serve runs one request through the handler from ip.
+func benchServe(ctx context.Context, a *app.App, path, ip, body string) httpapi.Response {
+	return a.Handler.Serve(ctx, &httpapi.Request{
+		Method: "POST", Path: path, Header: map[string]string{"content-type": "application/json"},
+		Body: []byte(body), SourceIP: ip, RequestID: "bench",
+	})
+}
+
+// sendFor sends a code to email from ip and returns the verification_id and
+// the code (read from the outbox).
+func benchSendFor(t *testing.T, a *app.App, email, target, ip string) (id, code string) {
+	t.Helper()
+	resp := benchServe(context.Background(), a, sendRoute, ip, fmt.Sprintf(`{"target":%q,"email":%q}`, target, email))
+	if resp.Status != 200 {
+		t.Fatalf("send to %s: %d %s", email, resp.Status, resp.Body)
+	}
+	var r struct {
+		ID string `json:"verification_id"`
+	}
+	if err := json.Unmarshal(resp.Body, &r); err != nil {
+		t.Fatal(err)
+	}
+	msgs := a.Outbox.Messages()
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if msgs[i].To == email {
+			return r.ID, msgs[i].Code
+		}
+	}
+	t.Fatalf("no message to %s in the outbox", email)
+	return "", ""
+}
+
+func benchVerifyBody(id, code string) string {
+	return fmt.Sprintf(`{"verification_id":%q,"verification_code":%q}`, id, code)
+}
+
+// TestRoundTrips counts the DynamoDB calls each kind of request makes through
+// the whole service (handler, domain, store) and pins them: one transaction
+// on the send path (an ANY send also looks the user up, concurrently with
+// it), one UpdateItem for a right code. Counts are not timing, so asserting
+// them is safe; `make bench` prints them into BENCHMARKS.md.
+func TestRoundTrips(t *testing.T) {
+	var calls dynamotest.CallCounter
+	a, _ := dynamoBenchApp(t, []string{"existing@example.com"}, calls.Option())
+	ctx := context.Background()
+	type counts = map[string]int
+
+	var rightID, rightCode, wrongID string
+	tests := []struct {
+		name string
+		do   func() httpapi.Response
+		want counts
+	}{
+		{"send ANY (new address)", func() httpapi.Response {
+			return benchServe(ctx, a, sendRoute, "192.0.2.1", `{"target":"ANY","email":"rt-any@example.com"}`)
+		}, counts{"TransactWriteItems": 1, "GetItem": 1}},
+		{"send USER (existing user)", func() httpapi.Response {
+			return benchServe(ctx, a, sendRoute, "192.0.2.2", `{"target":"USER","email":"existing@example.com"}`)
+		}, counts{"TransactWriteItems": 1}},
+		{"send NOT_USER (new address)", func() httpapi.Response {
+			return benchServe(ctx, a, sendRoute, "192.0.2.3", `{"target":"NOT_USER","email":"rt-new@example.com"}`)
+		}, counts{"TransactWriteItems": 1}},
+		{"send USER, no such user (refused; spends the IP budget)", func() httpapi.Response {
+			return benchServe(ctx, a, sendRoute, "192.0.2.4", `{"target":"USER","email":"rt-nobody@example.com"}`)
+		}, counts{"TransactWriteItems": 1, "UpdateItem": 1}},
+		// USER, not ANY: a refused ANY send does not wait for its user
+		// lookup, so that call may or may not have gone out yet.
+		{"send USER in cooldown (refused)", func() httpapi.Response {
+			return benchServe(ctx, a, sendRoute, "192.0.2.5", `{"target":"USER","email":"existing@example.com"}`)
+		}, counts{"TransactWriteItems": 1}},
+		{"verify right code", func() httpapi.Response {
+			return benchServe(ctx, a, verifyRoute, "192.0.2.6", benchVerifyBody(rightID, rightCode))
+		}, counts{"UpdateItem": 1}},
+		{"verify wrong code", func() httpapi.Response {
+			return benchServe(ctx, a, verifyRoute, "192.0.2.6", benchVerifyBody(wrongID, "000000x"))
+		}, counts{"UpdateItem": 2}},
+		{"verify a used code", func() httpapi.Response {
+			return benchServe(ctx, a, verifyRoute, "192.0.2.6", benchVerifyBody(rightID, rightCode))
+		}, counts{"UpdateItem": 1}},
+	}
+	rightID, rightCode = benchSendFor(t, a, "rt-verify@example.com", "ANY", "192.0.2.10")
+	wrongID, _ = benchSendFor(t, a, "rt-wrong@example.com", "ANY", "192.0.2.11")
+
+	var report strings.Builder
+	fmt.Fprintf(&report, "DynamoDB calls per request (through the handler, DynamoDB Local):\n")
+	for _, tc := range tests {
+		calls.Reset()
+		resp := tc.do()
+		got := calls.Counts()
+		fmt.Fprintf(&report, "  %-56s %3d  %-36s -> %d\n", tc.name, countTotal(got), formatCounts(got), resp.Status)
+		if formatCounts(got) != formatCounts(tc.want) {
+			t.Errorf("%s: calls %s, want %s (answer %d %s)", tc.name, formatCounts(got), formatCounts(tc.want), resp.Status, resp.Body)
+		}
+	}
+	t.Log("\n" + report.String())
+}
+
+func countTotal(c map[string]int) int {
+	n := 0
+	for _, v := range c {
+		n += v
+	}
+	return n
+}
+
+// format writes counts in a stable order: "GetItem=1 TransactWriteItems=1".
+func formatCounts(c map[string]int) string {
+	ops := make([]string, 0, len(c))
+	for op, n := range c {
+		if n > 0 {
+			ops = append(ops, fmt.Sprintf("%s=%d", op, n))
+		}
+	}
+	sort.Strings(ops)
+	return strings.Join(ops, " ")
+}
