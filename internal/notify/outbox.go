@@ -70,8 +70,10 @@ func (b *Outbox) Send(_ context.Context, m verification.Message) error {
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.msgs) == b.limit {
-		b.msgs = append(b.msgs[:0], b.msgs[1:]...)
+	// Up to twice the limit is kept and the oldest half dropped at once, so
+	// a full outbox does not move every kept message on every send.
+	if len(b.msgs) == 2*b.limit {
+		b.msgs = append(b.msgs[:0], b.msgs[b.limit:]...)
 	}
 	b.msgs = append(b.msgs, msg)
 	// Printing under the lock keeps lines whole and in the order kept; a
@@ -86,11 +88,13 @@ func (b *Outbox) Send(_ context.Context, m verification.Message) error {
 	return nil
 }
 
-// Messages returns a copy of the kept messages, oldest first.
+// Messages returns a copy of the latest messages (at most the limit),
+// oldest first.
 func (b *Outbox) Messages() []OutboxMessage {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := make([]OutboxMessage, len(b.msgs))
-	copy(out, b.msgs)
+	kept := b.msgs[max(0, len(b.msgs)-b.limit):]
+	out := make([]OutboxMessage, len(kept))
+	copy(out, kept)
 	return out
 }
