@@ -51,7 +51,7 @@ func TestFloor(t *testing.T) {
 	for i := range total {
 		users = append(users, fmt.Sprintf("floor-user-req-%d@example.com", i), fmt.Sprintf("floor-user-dry-%d@example.com", i))
 	}
-	a, _ := dynamoBenchApp(t, nil, dryRunOption)
+	a := dynamoBenchApp(t, nil, dryRunOption)
 	bare := dynamotest.NewClient(testenv.Get(t, testenv.DynamoDB))
 	benchPutUsers(t, bare, benchUsersTable(t, a.Config.UsersTable), users)
 	ctx := context.Background()

@@ -4,65 +4,24 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/verifykit/verifykit/internal/app"
+	"github.com/verifykit/verifykit/internal/apptest"
 	"github.com/verifykit/verifykit/internal/dynamo/dynamotest"
 	"github.com/verifykit/verifykit/internal/httpapi"
-	"github.com/verifykit/verifykit/internal/testenv"
 )
 
-// dynamoBenchApp builds the service on DynamoDB Local (TEST_DYNAMODB_ENDPOINT)
-// the way the Lambda binary builds it: tables from template.yaml, the AWS SDK
-// configured by its own environment variables (endpoint, region, static
-// credentials), the outbox sender so that tests can read the codes. The given
-// users exist in the users table; opts go to the app's DynamoDB client.
-func dynamoBenchApp(t *testing.T, users []string, opts ...func(*dynamodb.Options)) (*app.App, *dynamodb.Client) {
+// dynamoBenchApp builds the service on DynamoDB Local (tables from
+// template.yaml, the outbox sender so that tests can read the codes); the
+// given users exist, and opts go to the app's DynamoDB client.
+func dynamoBenchApp(t *testing.T, users []string, opts ...func(*dynamodb.Options)) *app.App {
 	t.Helper()
-	endpoint := testenv.Get(t, testenv.DynamoDB)
-	client, tables := dynamotest.StartTables(t, endpoint)
-	for _, u := range users {
-		_, err := client.PutItem(context.Background(), &dynamodb.PutItemInput{
-			TableName: aws.String(tables["UsersTable"]),
-			Item:      map[string]types.AttributeValue{"identity": &types.AttributeValueMemberS{Value: u}},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	for k, v := range map[string]string{
-		"AWS_ENDPOINT_URL_DYNAMODB": endpoint,
-		"AWS_REGION":                "us-east-1",
-		"AWS_ACCESS_KEY_ID":         "test",
-		"AWS_SECRET_ACCESS_KEY":     "test",
-		"AWS_EC2_METADATA_DISABLED": "true",
-	} {
-		t.Setenv(k, v)
-	}
-	env := map[string]string{
-		"VERIFICATION_TABLE": tables["VerificationTable"],
-		"USERS_TABLE":        tables["UsersTable"],
-		"HMAC_KEY":           "dGVzdC1obWFjLWtleS10ZXN0LWhtYWMta2V5LXRlc3QtaG1hYw==",
-	}
-	cfg, err := app.Load(func(k string) string { return env[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := app.New(context.Background(), cfg, app.Options{Stdout: io.Discard, DynamoOptions: opts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a.Outbox == nil {
-		t.Fatal("no outbox: the codes cannot be read")
-	}
-	return a, client
+	return apptest.NewDynamo(t, nil, users, app.Options{DynamoOptions: opts}).App
 }
 
 // serve runs one request through the handler from ip.
@@ -108,7 +67,7 @@ func benchVerifyBody(id, code string) string {
 // them is safe; `make bench` prints them into BENCHMARKS.md.
 func TestRoundTrips(t *testing.T) {
 	var calls dynamotest.CallCounter
-	a, _ := dynamoBenchApp(t, []string{"existing@example.com"}, calls.Option())
+	a := dynamoBenchApp(t, []string{"existing@example.com"}, calls.Option())
 	ctx := context.Background()
 	type counts = map[string]int
 

@@ -88,7 +88,9 @@ func NewWith(t testing.TB, env map[string]string, o app.Options) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Service{Clock: &Clock{t: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}, Stdout: &SafeBuffer{}}
+	// The clock starts at the real time: DynamoDB Local deletes items whose
+	// TTL (derived from this clock) has passed, within seconds.
+	s := &Service{Clock: &Clock{t: time.Now().UTC().Truncate(time.Second)}, Stdout: &SafeBuffer{}}
 	o.Stdout, o.Now = s.Stdout, s.Clock.Now
 	a, err := app.New(context.Background(), cfg, o)
 	if err != nil {
