@@ -46,7 +46,8 @@ fuzz: ## Fuzz the request parsers for 30 s each
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSend$$' -fuzztime 30s ./internal/httpapi
 	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime 30s ./internal/captcha
 
-bench: standins ## Benchmarks and load run; figures go to BENCHMARKS.md
+bench: standins ## Benchmarks, round trips, floor ratio, load run, cold start and size (raw outputs in build/bench; figures in BENCHMARKS.md)
+	$(GO) mod download
 	scripts/with-standins.sh scripts/bench.sh
 
 captcha-sample: ## Regenerate docs/captcha-sample.png

@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -182,38 +181,10 @@ func (l *lockedBuffer) String() string {
 // event, stops it and returns everything both printed.
 func coldStart(t *testing.T, rie, bootstrap string, env []string, event []byte) string {
 	t.Helper()
-	api, runtimeAPI := loopbackPort(t), loopbackPort(t)
-	cmd := exec.Command(rie, "--runtime-interface-emulator-address", api, "--runtime-api-address", runtimeAPI, bootstrap)
-	cmd.Dir = filepath.Dir(bootstrap)
-	cmd.Env = env
 	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	}()
-	for i := 0; ; i++ {
-		c, err := net.Dial("tcp", api)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i == 200 {
-			t.Fatalf("emulator did not listen on %s:\n%s", api, out.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	resp, err := http.Post("http://"+api+"/2015-03-31/functions/function/invocations", "application/json", bytes.NewReader(event))
+	url, stop := runRIE(t, rie, bootstrap, env, out)
+	defer stop()
+	resp, err := http.Post(url, "application/json", bytes.NewReader(event))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,16 +198,6 @@ func coldStart(t *testing.T, rie, bootstrap string, env []string, event []byte) 
 		time.Sleep(10 * time.Millisecond)
 	}
 	return out.String()
-}
-
-func loopbackPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // init internal/bytealg @0.008 ms, 0 ms clock, 0 bytes, 0 allocs

@@ -36,13 +36,8 @@ func decodeCode(op string, item map[string]types.AttributeValue) (codeItem, erro
 	return c, nil
 }
 
-// Consume spends a right code in one UpdateItem. A wrong code costs a second
-// one, which counts the attempt under a condition, so concurrent wrong guesses
-// can never count more than MaxAttempts.
-func (s *Store) Consume(ctx context.Context, a verification.Attempt) (verification.Record, error) {
-	k := key(prefixTarget + a.Handle)
-	now := a.Now.UnixMilli()
-
+// prepareConsume builds the expressions of a verify.
+func (s *Store) prepareConsume() (err error) {
 	// The code must be the target's current one (a newer send replaces the
 	// nonce), the hash must match, and it must be alive: attempts left, not
 	// expired (TTL deletion lags, so expiry is checked here) and not used.
@@ -50,18 +45,44 @@ func (s *Store) Consume(ctx context.Context, a verification.Attempt) (verificati
 	// concurrent verifies. A missing item fails the nonce test, so nothing
 	// is created.
 	alive := expression.And(
-		expression.Name(attrNonce).Equal(expression.Value(a.Nonce)),
-		expression.Name(attrAttempts).LessThan(expression.Value(a.MaxAttempts)),
-		expression.Name(attrExpiresAt).GreaterThan(expression.Value(now)),
+		expression.Name(attrNonce).Equal(arg(pNonce)),
+		expression.Name(attrAttempts).LessThan(arg(pMaxAttempts)),
+		expression.Name(attrExpiresAt).GreaterThan(arg(pNow)),
 		expression.Name(attrUsedAt).AttributeNotExists(),
 	)
-	spend, err := build("consume", expression.NewBuilder().
-		WithUpdate(expression.Set(expression.Name(attrUsedAt), expression.Value(now))).
-		WithCondition(alive.And(expression.Name(attrCodeHash).Equal(expression.Value(a.CodeHash)))))
+	if s.consume, err = prepare("consume", expression.NewBuilder().
+		WithUpdate(expression.Set(expression.Name(attrUsedAt), arg(pNow))).
+		WithCondition(alive.And(expression.Name(attrCodeHash).Equal(arg(pCodeHash)))),
+		pNow, pNonce, pMaxAttempts, pCodeHash); err != nil {
+		return err
+	}
+
+	// A wrong code counts an attempt. The code must still be alive, checked
+	// again because a concurrent guess may have used the last attempt (or a
+	// right code spent it) since the first write; so the count never passes
+	// MaxAttempts.
+	s.countAttempt, err = prepare("consume: count attempt", expression.NewBuilder().
+		WithUpdate(expression.Set(expression.Name(attrAttempts), expression.Name(attrAttempts).Plus(expression.Value(1)))).
+		WithCondition(alive),
+		pNow, pNonce, pMaxAttempts)
+	return err
+}
+
+// Consume spends a right code in one UpdateItem. A wrong code costs a second
+// one, which counts the attempt under a condition, so concurrent wrong guesses
+// can never count more than MaxAttempts.
+func (s *Store) Consume(ctx context.Context, a verification.Attempt) (verification.Record, error) {
+	k := key(prefixTarget + a.Handle)
+	now := a.Now.UnixMilli()
+	v := args{pNow: num(now), pNonce: str(a.Nonce), pMaxAttempts: num(int64(a.MaxAttempts)), pCodeHash: str(a.CodeHash)}
+
+	// The right code of the target's current, live code (prepareConsume),
+	// spent in the same write.
+	values, err := s.consume.bind(&v)
 	if err != nil {
 		return verification.Record{}, err
 	}
-	out, err := s.update(ctx, k, spend, types.ReturnValueAllNew)
+	out, err := s.update(ctx, k, &s.consume, values, types.ReturnValueAllNew)
 	var ccf *types.ConditionalCheckFailedException
 	switch {
 	case err == nil:
@@ -88,17 +109,13 @@ func (s *Store) Consume(ctx context.Context, a verification.Attempt) (verificati
 		return verification.Record{}, verification.ErrExpired
 	}
 
-	// Only the hash was wrong: count the attempt. The code must still be
-	// alive, checked again because a concurrent guess may have used the last
-	// attempt (or a right code spent it) since the first write; so the count
-	// never passes MaxAttempts.
-	count, err := build("consume: count attempt", expression.NewBuilder().
-		WithUpdate(expression.Set(expression.Name(attrAttempts), expression.Name(attrAttempts).Plus(expression.Value(1)))).
-		WithCondition(alive))
+	// Only the hash was wrong: count the attempt, while the code is still
+	// alive (prepareConsume), so the count never passes MaxAttempts.
+	values, err = s.countAttempt.bind(&v)
 	if err != nil {
 		return verification.Record{}, err
 	}
-	out, err = s.update(ctx, k, count, types.ReturnValueUpdatedNew)
+	out, err = s.update(ctx, k, &s.countAttempt, values, types.ReturnValueUpdatedNew)
 	switch {
 	case errors.As(err, &ccf):
 		return verification.Record{}, verification.ErrExpired

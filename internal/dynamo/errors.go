@@ -8,9 +8,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
@@ -159,18 +157,18 @@ func canceledError(op string, tce *types.TransactionCanceledException) error {
 }
 
 // update runs one conditional UpdateItem on the item key of the verification
-// table, with the expression e, retrying transaction conflicts. A failed
-// condition always returns the old item (ALL_OLD): the caller names the
-// refusal from it without a read.
-func (s *Store) update(ctx context.Context, key map[string]types.AttributeValue, e expression.Expression, ret types.ReturnValue) (out *dynamodb.UpdateItemOutput, err error) {
+// table, with the expression e and its values (e.bind), retrying transaction
+// conflicts. A failed condition always returns the old item (ALL_OLD): the
+// caller names the refusal from it without a read.
+func (s *Store) update(ctx context.Context, key map[string]types.AttributeValue, e *prepared, values map[string]types.AttributeValue, ret types.ReturnValue) (out *dynamodb.UpdateItemOutput, err error) {
 	err = retryConflicts(ctx, func() error {
 		out, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName:                           aws.String(s.table),
+			TableName:                           s.table,
 			Key:                                 key,
-			UpdateExpression:                    e.Update(),
-			ConditionExpression:                 e.Condition(),
-			ExpressionAttributeNames:            e.Names(),
-			ExpressionAttributeValues:           e.Values(),
+			UpdateExpression:                    e.update,
+			ConditionExpression:                 e.condition,
+			ExpressionAttributeNames:            e.names,
+			ExpressionAttributeValues:           values,
 			ReturnValues:                        ret,
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 		})

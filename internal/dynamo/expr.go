@@ -2,7 +2,10 @@ package dynamo
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
@@ -18,16 +21,140 @@ import (
 // (ttl, identity, channel, target ...) can ever collide with one of
 // DynamoDB's reserved words, and no request carries an unused value (which
 // DynamoDB refuses).
+//
+// The builder is run once per expression, in New, not per request. Run per
+// request it cost a send about 900 allocations and 90 µs (BENCHMARKS.md §1),
+// while what it builds depends only on the limits and on which clauses a
+// request has (the captcha gates, the user check). Each request value is
+// given to the builder as a stand-in, arg(p), and prepare records which
+// :placeholder carries which parameter p. A request then makes only its own
+// ExpressionAttributeValues (prepared.bind); the expression strings and
+// ExpressionAttributeNames are shared by all requests and never written after
+// New (the SDK only reads its inputs).
 
-// build turns b into the expression strings and their placeholder maps. It
-// fails only on a builder this package got wrong, so its error is a bug
-// (internal_error), never a refusal.
-func build(op string, b expression.Builder) (expression.Expression, error) {
+// param is a value an expression takes from the request.
+type param int
+
+const (
+	pNow         param = iota // the request's time, Unix ms
+	pIPCut                    // now - IPWindow
+	pCoolCut                  // now - Cooldown
+	pDayCut                   // now - TargetWindow
+	pIPTTL                    // the IP item's ttl
+	pTgtTTL                   // the target item's ttl
+	pNonce                    // the code's nonce
+	pCodeHash                 // the code's hash
+	pExpiresAt                // the code's expiry, Unix ms
+	pIdentity                 // the code's identity
+	pChannel                  // the code's channel
+	pTarget                   // the code's target (ANY, USER, NOT_USER)
+	pMaxAttempts              // attempts allowed
+	pAnswerHash               // a captcha answer's hash
+	numParams
+)
+
+var paramNames = [numParams]string{
+	pNow: "now", pIPCut: "ipCut", pCoolCut: "coolCut", pDayCut: "dayCut", pIPTTL: "ipTTL", pTgtTTL: "tgtTTL",
+	pNonce: "nonce", pCodeHash: "codeHash", pExpiresAt: "expiresAt", pIdentity: "identity", pChannel: "channel",
+	pTarget: "target", pMaxAttempts: "maxAttempts", pAnswerHash: "answerHash",
+}
+
+func (p param) String() string {
+	if p >= 0 && p < numParams {
+		return paramNames[p]
+	}
+	return "param(" + strconv.Itoa(int(p)) + ")"
+}
+
+// args are one request's values, by parameter. Only those an expression
+// takes need be set.
+type args [numParams]types.AttributeValue
+
+// sentinel starts the stand-in string of every parameter. New gives the
+// builder only stand-ins and number constants, never a request's value, and
+// the NUL keeps a stand-in apart from any text this store writes.
+const sentinel = "\x00dynamo.param:"
+
+// arg is the stand-in for parameter p in an expression built by New.
+func arg(p param) expression.ValueBuilder {
+	return expression.Value(sentinel + strconv.Itoa(int(p)))
+}
+
+// prepared is an expression built once, ready to be bound to a request's
+// values.
+type prepared struct {
+	op string // for errors
+
+	// The expression strings, nil for those the expression lacks, and its
+	// ExpressionAttributeNames. Shared by all requests: read only.
+	update, condition, projection *string
+	names                         map[string]string
+
+	values []exprValue // of ExpressionAttributeValues
+}
+
+// exprValue is one :placeholder of a prepared expression: either a
+// parameter, or a constant of the expression itself (the 0 of a slot shift,
+// the 1 of a count), the same value in every request (read only).
+type exprValue struct {
+	name     string // ":3"
+	param    param
+	constant types.AttributeValue // nil for a parameter
+}
+
+// prepare builds b, an expression whose request values are stand-ins for
+// exactly params. It fails when a :placeholder carries a stand-in not in
+// params, or a string that is not a stand-in (the store's constants are
+// numbers), or when a parameter has no placeholder: so a builder that
+// changed how it writes values stops New instead of sending stand-ins.
+func prepare(op string, b expression.Builder, params ...param) (prepared, error) {
 	e, err := b.Build()
 	if err != nil {
-		return e, fmt.Errorf("dynamo: %s: build expression: %w", op, err)
+		return prepared{}, fmt.Errorf("dynamo: %s: build expression: %w", op, err)
 	}
-	return e, nil
+	p := prepared{op: op, update: e.Update(), condition: e.Condition(), projection: e.Projection(), names: e.Names()}
+	var seen [numParams]bool
+	for _, name := range slices.Sorted(maps.Keys(e.Values())) {
+		switch v := e.Values()[name].(type) {
+		case *types.AttributeValueMemberN:
+			p.values = append(p.values, exprValue{name: name, constant: v})
+			continue
+		case *types.AttributeValueMemberS:
+			i, err := strconv.Atoi(strings.TrimPrefix(v.Value, sentinel))
+			if q := param(i); err == nil && strings.HasPrefix(v.Value, sentinel) && slices.Contains(params, q) {
+				p.values = append(p.values, exprValue{name: name, param: q})
+				seen[q] = true
+				continue
+			}
+		}
+		return prepared{}, fmt.Errorf("dynamo: %s: placeholder %s carries %v, not one of the parameters %v", op, name, e.Values()[name], params)
+	}
+	for _, q := range params {
+		if !seen[q] {
+			return prepared{}, fmt.Errorf("dynamo: %s: parameter %s has no placeholder", op, q)
+		}
+	}
+	return p, nil
+}
+
+// bind returns the ExpressionAttributeValues of p for the request values a:
+// a fresh map, nil when p takes no values. It fails only when a lacks one of
+// p's parameters, a bug of this package (internal_error).
+func (p *prepared) bind(a *args) (map[string]types.AttributeValue, error) {
+	if len(p.values) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]types.AttributeValue, len(p.values))
+	for _, v := range p.values {
+		av := v.constant
+		if av == nil {
+			if av = a[v.param]; av == nil {
+				return nil, fmt.Errorf("dynamo: %s: no value for parameter %s", p.op, v.param)
+			}
+		}
+		m[v.name] = av
+	}
+	return m, nil
 }
 
 func num(v int64) types.AttributeValue {
@@ -59,8 +186,7 @@ func slotName(prefix string, i int) string {
 }
 
 // window is the slot attributes of one rolling window on its item, oldest
-// first ("d0".."d{n-1}"). They depend only on the limits, so New makes them
-// once.
+// first ("d0".."d{n-1}").
 type window []expression.NameBuilder
 
 func newWindow(prefix string, n int) window {
@@ -71,7 +197,7 @@ func newWindow(prefix string, n int) window {
 	return w
 }
 
-// zero is the slot value "no event".
+// zero is the slot value "no event", a constant of the expressions.
 var zero = expression.Value(0)
 
 // shift adds to u the SET actions that accept an event at now:
@@ -81,12 +207,12 @@ var zero = expression.Value(0)
 // Every right-hand side reads the item as it was before the update, so the
 // slots move one place towards the old end and the oldest falls out; a
 // missing item (or slot) reads as zero, "no event". Nothing is read first.
-func (w window) shift(u expression.UpdateBuilder, now int64) expression.UpdateBuilder {
+func (w window) shift(u expression.UpdateBuilder, now expression.OperandBuilder) expression.UpdateBuilder {
 	n := len(w)
 	for i := 0; i < n-1; i++ {
 		u = u.Set(w[i], w[i+1].IfNotExists(zero))
 	}
-	return u.Set(w[n-1], expression.Value(now))
+	return u.Set(w[n-1], now)
 }
 
 // unshift adds to u the SET actions that undo shift: the newest slot is
@@ -102,8 +228,8 @@ func (w window) unshift(u expression.UpdateBuilder) expression.UpdateBuilder {
 
 // olderThan is the condition "slot i holds no event newer than cut": either
 // it was never set or its event is at or before the cutoff.
-func (w window) olderThan(i int, cut int64) expression.ConditionBuilder {
-	return w[i].AttributeNotExists().Or(w[i].LessThanEqual(expression.Value(cut)))
+func (w window) olderThan(i int, cut expression.OperandBuilder) expression.ConditionBuilder {
+	return w[i].AttributeNotExists().Or(w[i].LessThanEqual(cut))
 }
 
 // slotsOf reads the n slots of a rolling window from an item returned by

@@ -59,11 +59,11 @@ func TestExpressions(t *testing.T) {
 	for _, tc := range []struct {
 		name, got, want string
 	}{
-		{"shift of 1", update(newWindow("d", 1).shift(expression.UpdateBuilder{}, 7)), "SET d0 = 7"},
-		{"shift of 3", update(newWindow("d", 3).shift(expression.UpdateBuilder{}, 7)), "SET d0 = if_not_exists(d1, 0), d1 = if_not_exists(d2, 0), d2 = 7"},
+		{"shift of 1", update(newWindow("d", 1).shift(expression.UpdateBuilder{}, expression.Value(7))), "SET d0 = 7"},
+		{"shift of 3", update(newWindow("d", 3).shift(expression.UpdateBuilder{}, expression.Value(7))), "SET d0 = if_not_exists(d1, 0), d1 = if_not_exists(d2, 0), d2 = 7"},
 		{"unshift of 1", update(newWindow("d", 1).unshift(expression.UpdateBuilder{})), "SET d0 = 0"},
 		{"unshift of 3", update(newWindow("h", 3).unshift(expression.UpdateBuilder{})), "SET h2 = if_not_exists(h1, 0), h1 = if_not_exists(h0, 0), h0 = 0"},
-		{"older than", condition(newWindow("h", 5).olderThan(4, 9)), "(attribute_not_exists (h4)) OR (h4 <= 9)"},
+		{"older than", condition(newWindow("h", 5).olderThan(4, expression.Value(9))), "(attribute_not_exists (h4)) OR (h4 <= 9)"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s: got %q, want %q", tc.name, tc.got, tc.want)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -21,12 +20,9 @@ const tokenGrace = 5 * time.Minute
 // reserve is one send's transaction and where its items sit in it.
 type reserve struct {
 	in      *dynamodb.TransactWriteItemsInput
-	tokenAt int // index of the captcha token's Put, -1 without one
-	userAt  int // index of the users-table ConditionCheck, -1 for ANY
-
-	// The IP item's update and budget condition, for refuse.
-	ipUpdate expression.UpdateBuilder
-	ipBudget expression.ConditionBuilder
+	tokenAt int  // index of the captcha token's Put, -1 without one
+	userAt  int  // index of the users-table ConditionCheck, -1 for ANY
+	args    args // the request's values, for the IP spend of refuse
 }
 
 // Positions of the first two items, fixed.
@@ -64,27 +60,29 @@ func (s *Store) Reserve(ctx context.Context, r verification.Reservation) error {
 	return s.refuse(ctx, r, tx, tce.CancellationReasons)
 }
 
-func (s *Store) reserveTx(r verification.Reservation) (reserve, error) {
+// prepareReserve builds the expressions of a send and of a release.
+func (s *Store) prepareReserve() (err error) {
 	l := s.limits
-	now := r.Now.UnixMilli()
-	ipCut := now - l.IPWindow.Milliseconds()
-	dayCut := now - l.TargetWindow.Milliseconds()
-	gated := r.CaptchaID == "" // a captcha token lifts the gate
-	tx := reserve{tokenAt: -1, userAt: -1}
+	ipSlots, tgtSlots := newWindow(ipSlot, l.IPCap), newWindow(targetSlot, l.TargetCap)
+	now, ipCut, dayCut := arg(pNow), arg(pIPCut), arg(pDayCut)
 
 	// The IP's rolling budget: the oldest of its last IPCap sends must have
 	// left the window. Without a captcha token, the gate also asks that the
 	// CaptchaIPGate-th newest send left it (else the send looks abnormal).
-	tx.ipUpdate = s.ipSlots.shift(expression.UpdateBuilder{}, now).
-		Set(expression.Name(attrTTL), expression.Value(ttlOf(r.Now.Add(l.IPWindow))))
-	tx.ipBudget = s.ipSlots.olderThan(0, ipCut)
-	ipCond := tx.ipBudget
-	if g := l.CaptchaIPGate; gated && g > 0 && g <= l.IPCap {
-		ipCond = ipCond.And(s.ipSlots.olderThan(l.IPCap-g, ipCut))
+	// The update with the budget alone is also what refuse spends.
+	ipUpdate := ipSlots.shift(expression.UpdateBuilder{}, now).
+		Set(expression.Name(attrTTL), arg(pIPTTL))
+	ipBudget := ipSlots.olderThan(0, ipCut)
+	ipParams := []param{pNow, pIPCut, pIPTTL}
+	if s.ip, err = prepare("reserve", expression.NewBuilder().WithUpdate(ipUpdate).WithCondition(ipBudget), ipParams...); err != nil {
+		return err
 	}
-	ip, err := build("reserve", expression.NewBuilder().WithUpdate(tx.ipUpdate).WithCondition(ipCond))
-	if err != nil {
-		return tx, err
+	s.ipGated = s.ip
+	if g := l.CaptchaIPGate; g > 0 && g <= l.IPCap {
+		gate := ipBudget.And(ipSlots.olderThan(l.IPCap-g, ipCut))
+		if s.ipGated, err = prepare("reserve", expression.NewBuilder().WithUpdate(ipUpdate).WithCondition(gate), ipParams...); err != nil {
+			return err
+		}
 	}
 
 	// The target's cooldown (its newest send is at least Cooldown old) and
@@ -93,65 +91,112 @@ func (s *Store) reserveTx(r verification.Reservation) (reserve, error) {
 	// send left the window). The new code replaces the old one on the same
 	// item, which is what supersedes it; used_at goes, attempts restart.
 	n := l.TargetCap
-	tgtUpdate := s.tgtSlots.shift(expression.UpdateBuilder{}, now).
-		Set(expression.Name(attrNonce), expression.Value(r.Nonce)).
-		Set(expression.Name(attrCodeHash), expression.Value(r.CodeHash)).
+	tgtUpdate := tgtSlots.shift(expression.UpdateBuilder{}, now).
+		Set(expression.Name(attrNonce), arg(pNonce)).
+		Set(expression.Name(attrCodeHash), arg(pCodeHash)).
 		Set(expression.Name(attrAttempts), expression.Value(0)).
-		Set(expression.Name(attrExpiresAt), expression.Value(r.ExpiresAt.UnixMilli())).
-		Set(expression.Name(attrIdentity), expression.Value(r.Identity)).
-		Set(expression.Name(attrChannel), expression.Value(string(r.Channel))).
-		Set(expression.Name(attrTarget), expression.Value(string(r.Target))).
-		Set(expression.Name(attrTTL), expression.Value(ttlOf(latest(r.Now.Add(l.TargetWindow), r.Now.Add(l.Cooldown), r.ExpiresAt)))).
+		Set(expression.Name(attrExpiresAt), arg(pExpiresAt)).
+		Set(expression.Name(attrIdentity), arg(pIdentity)).
+		Set(expression.Name(attrChannel), arg(pChannel)).
+		Set(expression.Name(attrTarget), arg(pTarget)).
+		Set(expression.Name(attrTTL), arg(pTgtTTL)).
 		Remove(expression.Name(attrUsedAt))
-	tgtCond := s.tgtSlots.olderThan(n-1, now-l.Cooldown.Milliseconds()).And(s.tgtSlots.olderThan(0, dayCut))
-	if g := l.CaptchaTgtGate; gated && g > 0 && g <= n {
-		tgtCond = tgtCond.And(s.tgtSlots.olderThan(n-g, dayCut))
+	tgtCond := tgtSlots.olderThan(n-1, arg(pCoolCut)).And(tgtSlots.olderThan(0, dayCut))
+	tgtParams := []param{pNow, pCoolCut, pDayCut, pNonce, pCodeHash, pExpiresAt, pIdentity, pChannel, pTarget, pTgtTTL}
+	if s.tgt, err = prepare("reserve", expression.NewBuilder().WithUpdate(tgtUpdate).WithCondition(tgtCond), tgtParams...); err != nil {
+		return err
 	}
-	tgt, err := build("reserve", expression.NewBuilder().WithUpdate(tgtUpdate).WithCondition(tgtCond))
+	s.tgtGated = s.tgt
+	if g := l.CaptchaTgtGate; g > 0 && g <= n {
+		gate := tgtCond.And(tgtSlots.olderThan(n-g, dayCut))
+		if s.tgtGated, err = prepare("reserve", expression.NewBuilder().WithUpdate(tgtUpdate).WithCondition(gate), tgtParams...); err != nil {
+			return err
+		}
+	}
+
+	// Only the reservation that is still the target's current one may be
+	// undone: a newer send owns the item (and its newest slot) now.
+	s.release, err = prepare("release", expression.NewBuilder().
+		WithUpdate(tgtSlots.unshift(expression.UpdateBuilder{}).
+			Remove(expression.Name(attrNonce)).
+			Remove(expression.Name(attrCodeHash)).
+			Remove(expression.Name(attrAttempts)).
+			Remove(expression.Name(attrExpiresAt)).
+			Remove(expression.Name(attrUsedAt)).
+			Remove(expression.Name(attrIdentity)).
+			Remove(expression.Name(attrChannel)).
+			Remove(expression.Name(attrTarget))).
+		WithCondition(expression.Name(attrNonce).Equal(arg(pNonce))), pNonce)
+	return err
+}
+
+func (s *Store) reserveTx(r verification.Reservation) (reserve, error) {
+	l := s.limits
+	now := r.Now.UnixMilli()
+	tx := reserve{tokenAt: -1, userAt: -1}
+	a := &tx.args
+	a[pNow] = num(now)
+	a[pIPCut] = num(now - l.IPWindow.Milliseconds())
+	a[pCoolCut] = num(now - l.Cooldown.Milliseconds())
+	a[pDayCut] = num(now - l.TargetWindow.Milliseconds())
+	a[pIPTTL] = num(ttlOf(r.Now.Add(l.IPWindow)))
+	a[pTgtTTL] = num(ttlOf(latest(r.Now.Add(l.TargetWindow), r.Now.Add(l.Cooldown), r.ExpiresAt)))
+	a[pNonce] = str(r.Nonce)
+	a[pCodeHash] = str(r.CodeHash)
+	a[pExpiresAt] = num(r.ExpiresAt.UnixMilli())
+	a[pIdentity] = str(r.Identity)
+	a[pChannel] = str(string(r.Channel))
+	a[pTarget] = str(string(r.Target))
+
+	// The IP's budget and the target's cooldown and cap (prepareReserve);
+	// without a captcha token also the gates, which the token lifts.
+	ip, tgt := &s.ip, &s.tgt
+	if r.CaptchaID == "" {
+		ip, tgt = &s.ipGated, &s.tgtGated
+	}
+	ipValues, err := ip.bind(a)
+	if err != nil {
+		return tx, err
+	}
+	tgtValues, err := tgt.bind(a)
 	if err != nil {
 		return tx, err
 	}
 
-	items := []types.TransactWriteItem{
-		{Update: &types.Update{
-			TableName:                           aws.String(s.table),
-			Key:                                 key(prefixIP + r.IP),
-			UpdateExpression:                    ip.Update(),
-			ConditionExpression:                 ip.Condition(),
-			ExpressionAttributeNames:            ip.Names(),
-			ExpressionAttributeValues:           ip.Values(),
-			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		}},
-		{Update: &types.Update{
-			TableName:                           aws.String(s.table),
-			Key:                                 key(prefixTarget + r.Handle),
-			UpdateExpression:                    tgt.Update(),
-			ConditionExpression:                 tgt.Condition(),
-			ExpressionAttributeNames:            tgt.Names(),
-			ExpressionAttributeValues:           tgt.Values(),
-			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		}},
-	}
+	items := make([]types.TransactWriteItem, 2, 4)
+	items[ipAt] = types.TransactWriteItem{Update: &types.Update{
+		TableName:                           s.table,
+		Key:                                 key(prefixIP + r.IP),
+		UpdateExpression:                    ip.update,
+		ConditionExpression:                 ip.condition,
+		ExpressionAttributeNames:            ip.names,
+		ExpressionAttributeValues:           ipValues,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}}
+	items[targetAt] = types.TransactWriteItem{Update: &types.Update{
+		TableName:                           s.table,
+		Key:                                 key(prefixTarget + r.Handle),
+		UpdateExpression:                    tgt.update,
+		ConditionExpression:                 tgt.condition,
+		ExpressionAttributeNames:            tgt.names,
+		ExpressionAttributeValues:           tgtValues,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}}
 
 	if r.CaptchaID != "" {
 		// A captcha token is single-use: its record must not exist yet. The
 		// record lives as long as the token could still pass Check; an
 		// expired token is refused before it gets here, so a lingering
 		// record of one needs no expiry test.
-		cond, err := build("reserve", expression.NewBuilder().
-			WithCondition(expression.Name(attrPK).AttributeNotExists()))
-		if err != nil {
-			return tx, err
-		}
 		tx.tokenAt = len(items)
 		items = append(items, types.TransactWriteItem{Put: &types.Put{
-			TableName: aws.String(s.table),
+			TableName: s.table,
 			Item: map[string]types.AttributeValue{
 				attrPK:  str(prefixToken + r.CaptchaID),
 				attrTTL: num(ttlOf(latest(r.CaptchaExp, r.Now).Add(tokenGrace))),
 			},
-			ConditionExpression:                 cond.Condition(),
-			ExpressionAttributeNames:            cond.Names(),
+			ConditionExpression:                 s.absent.condition,
+			ExpressionAttributeNames:            s.absent.names,
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 		}})
 	}
@@ -160,20 +205,16 @@ func (s *Store) reserveTx(r verification.Reservation) (reserve, error) {
 		// USER needs the user item to exist, NOT_USER needs it absent. The
 		// check is in the transaction, so no send can slip between a lookup
 		// and the reservation.
-		user := expression.Name(attrIdentity).AttributeExists()
+		user := &s.user
 		if r.Require == verification.RequireNoUser {
-			user = expression.Name(attrIdentity).AttributeNotExists()
-		}
-		cond, err := build("reserve", expression.NewBuilder().WithCondition(user))
-		if err != nil {
-			return tx, err
+			user = &s.noUser
 		}
 		tx.userAt = len(items)
 		items = append(items, types.TransactWriteItem{ConditionCheck: &types.ConditionCheck{
-			TableName:                           aws.String(s.users),
+			TableName:                           s.users,
 			Key:                                 map[string]types.AttributeValue{attrIdentity: str(r.Identity)},
-			ConditionExpression:                 cond.Condition(),
-			ExpressionAttributeNames:            cond.Names(),
+			ConditionExpression:                 user.condition,
+			ExpressionAttributeNames:            user.names,
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 		}})
 	}
@@ -211,16 +252,14 @@ func (s *Store) refuse(ctx context.Context, r verification.Reservation, tx reser
 	// The user check refused, and that still spends the IP's budget
 	// (SPEC §3.3), so the endpoint cannot enumerate accounts for free. The
 	// same shift as in the transaction, with the budget as its only
-	// condition: the gate already passed (or the refusal would have been
-	// captcha_required).
-	spend, err := build("reserve: spend ip budget", expression.NewBuilder().
-		WithUpdate(tx.ipUpdate).
-		WithCondition(tx.ipBudget)) // the budget may have been spent meanwhile
+	// condition (s.ip): the gate already passed (or the refusal would have
+	// been captcha_required), and the budget may have been spent meanwhile.
+	spend, err := s.ip.bind(&tx.args)
 	if err != nil {
 		return err
 	}
 	var ccf *types.ConditionalCheckFailedException
-	_, err = s.update(ctx, key(prefixIP+r.IP), spend, types.ReturnValueNone)
+	_, err = s.update(ctx, key(prefixIP+r.IP), &s.ip, spend, types.ReturnValueNone)
 	switch {
 	case err == nil:
 		return refusal
@@ -242,23 +281,13 @@ func (s *Store) refuse(ctx context.Context, r verification.Reservation, tx reser
 // unless a newer send already replaced the code. The IP's budget stays spent.
 func (s *Store) Release(ctx context.Context, r verification.Reservation) error {
 	// Only the reservation that is still the target's current one may be
-	// undone: a newer send owns the item (and its newest slot) now.
-	undo, err := build("release", expression.NewBuilder().
-		WithUpdate(s.tgtSlots.unshift(expression.UpdateBuilder{}).
-			Remove(expression.Name(attrNonce)).
-			Remove(expression.Name(attrCodeHash)).
-			Remove(expression.Name(attrAttempts)).
-			Remove(expression.Name(attrExpiresAt)).
-			Remove(expression.Name(attrUsedAt)).
-			Remove(expression.Name(attrIdentity)).
-			Remove(expression.Name(attrChannel)).
-			Remove(expression.Name(attrTarget))).
-		WithCondition(expression.Name(attrNonce).Equal(expression.Value(r.Nonce))))
+	// undone (prepareReserve).
+	values, err := s.release.bind(&args{pNonce: str(r.Nonce)})
 	if err != nil {
 		return err
 	}
 	var ccf *types.ConditionalCheckFailedException
-	_, err = s.update(ctx, key(prefixTarget+r.Handle), undo, types.ReturnValueNone)
+	_, err = s.update(ctx, key(prefixTarget+r.Handle), &s.release, values, types.ReturnValueNone)
 	if err == nil || errors.As(err, &ccf) {
 		return nil
 	}

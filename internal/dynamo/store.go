@@ -80,13 +80,20 @@ const maxSlots = 100
 // Store is the DynamoDB store. It implements verification.Store,
 // verification.Users and captcha.Store.
 type Store struct {
-	db     Client
-	table  string
-	users  string
-	limits verification.Limits
+	db           Client
+	table, users *string // shared by all requests: read only
+	limits       verification.Limits
 
-	// The slot attributes depend only on the limits, so they are made once.
-	tgtSlots, ipSlots window
+	// The expressions, built once by New (see prepared): a send's IP and
+	// target updates with and without the captcha gates; the IP update
+	// alone is also the budget a user refusal spends.
+	ip, ipGated, tgt, tgtGated prepared
+	release                    prepared
+	absent                     prepared // the item must not exist yet
+	user, noUser               prepared // the user checks of USER and NOT_USER
+	exists                     prepared // the projection of Exists
+	consume, countAttempt      prepared
+	solve, countSolve          prepared
 }
 
 var (
@@ -110,30 +117,47 @@ func New(db Client, table, usersTable string, limits verification.Limits) (*Stor
 	if table == "" || usersTable == "" {
 		return nil, fmt.Errorf("dynamo: table names are required")
 	}
-	return &Store{
-		db:       db,
-		table:    table,
-		users:    usersTable,
-		limits:   limits,
-		tgtSlots: newWindow(targetSlot, limits.TargetCap),
-		ipSlots:  newWindow(ipSlot, limits.IPCap),
-	}, nil
+	s := &Store{db: db, table: aws.String(table), users: aws.String(usersTable), limits: limits}
+	for _, prep := range []func() error{s.prepareReserve, s.prepareConsume, s.prepareCaptcha, s.prepareUsers} {
+		if err := prep(); err != nil {
+			return nil, err
+		}
+	}
+	// These go without ExpressionAttributeValues.
+	for _, p := range []*prepared{&s.absent, &s.user, &s.noUser, &s.exists} {
+		if len(p.values) > 0 {
+			return nil, fmt.Errorf("dynamo: %s: expression takes values, want none", p.op)
+		}
+	}
+	return s, nil
+}
+
+// prepareUsers builds the expressions of the users table.
+func (s *Store) prepareUsers() (err error) {
+	// USER needs the user item to exist, NOT_USER needs it absent (the
+	// checks of a send's transaction, see reserveTx).
+	if s.user, err = prepare("reserve", expression.NewBuilder().
+		WithCondition(expression.Name(attrIdentity).AttributeExists())); err != nil {
+		return err
+	}
+	if s.noUser, err = prepare("reserve", expression.NewBuilder().
+		WithCondition(expression.Name(attrIdentity).AttributeNotExists())); err != nil {
+		return err
+	}
+	s.exists, err = prepare("users: get", expression.NewBuilder().
+		WithProjection(expression.NamesList(expression.Name(attrIdentity))))
+	return err
 }
 
 // Exists reports whether a user item exists for identity. The read is
 // strongly consistent, so a user created a moment ago is seen, and projects
 // only the key, so a large user item costs nothing extra.
 func (s *Store) Exists(ctx context.Context, identity string) (bool, error) {
-	proj, err := build("users: get", expression.NewBuilder().
-		WithProjection(expression.NamesList(expression.Name(attrIdentity))))
-	if err != nil {
-		return false, err
-	}
 	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName:                aws.String(s.users),
+		TableName:                s.users,
 		Key:                      map[string]types.AttributeValue{attrIdentity: str(identity)},
-		ProjectionExpression:     proj.Projection(),
-		ExpressionAttributeNames: proj.Names(),
+		ProjectionExpression:     s.exists.projection,
+		ExpressionAttributeNames: s.exists.names,
 		ConsistentRead:           aws.Bool(true),
 	})
 	if err != nil {
