@@ -185,6 +185,9 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		Log:          log,
 		Now:          o.Now,
 	}
+	if len(cfg.CORSAllowedOrigins) > 0 {
+		a.Handler.CORS = httpapi.NewCORS(cfg.CORSAllowedOrigins)
+	}
 	// Metrics go to CloudWatch through the Lambda log stream; a local server
 	// has nowhere to send them.
 	if cfg.Lambda {

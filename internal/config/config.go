@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,9 +49,10 @@ type Config struct {
 	HMACKey       []byte // from HMAC_KEY (base64)
 	SigningKeyPEM string // from SIGNING_KEY
 
-	Addr             string
-	LogLevel         string
-	MetricsNamespace string
+	CORSAllowedOrigins []string
+	Addr               string
+	LogLevel           string
+	MetricsNamespace   string
 }
 
 // Checks lets the caller validate values whose rules live in other packages
@@ -124,6 +126,9 @@ func Load(getenv func(string) string, checks Checks) (*Config, error) {
 	}
 	if c.UsersTable != "" && c.VerificationTable == "" {
 		l.fail("VERIFICATION_TABLE", "is required when USERS_TABLE is set")
+	}
+	if v := getenv("CORS_ALLOWED_ORIGINS"); v != "" {
+		c.CORSAllowedOrigins = l.list("CORS_ALLOWED_ORIGINS", v, validOrigin)
 	}
 	if c.Lambda && c.SMSSender == "outbox" {
 		l.fail("SMS_SENDER", "outbox is for local mode only: it prints codes")
@@ -216,4 +221,15 @@ func (l *loader) list(name, def string, valid func(string) bool) []string {
 		l.fail(name, "must not be empty")
 	}
 	return out
+}
+
+// validOrigin accepts "*" or a browser origin: http(s)://host[:port], nothing
+// after it.
+func validOrigin(o string) bool {
+	if o == "*" {
+		return true
+	}
+	u, err := url.Parse(o)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" &&
+		u.Path == "" && u.RawQuery == "" && u.Fragment == "" && u.User == nil && u.String() == o
 }

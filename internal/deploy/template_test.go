@@ -65,6 +65,7 @@ var envParameter = map[string]string{
 	"TOKEN_AUDIENCE":           "TokenAudience",
 	"TOKEN_TTL_SECONDS":        "TokenTtlSeconds",
 	"METRICS_NAMESPACE":        "MetricsNamespace",
+	"CORS_ALLOWED_ORIGINS":     "CorsAllowedOrigins",
 }
 
 // A world is one deployment: a set of parameter overrides. The typed checks
@@ -115,6 +116,7 @@ var worlds = []world{
 			"TokenIssuer":            "https://auth.example.com",
 			"TokenAudience":          "signin.example.com",
 			"TokenTtlSeconds":        "420",
+			"CorsAllowedOrigins":     "https://app.example.com,http://localhost:5173",
 			"MetricsNamespace":       "Verifykit/Prod",
 		},
 	},

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -53,9 +54,12 @@ type Handler struct {
 	// DevOutbox, when set (local mode with the outbox sender only), serves
 	// GET /dev/outbox with what it returns.
 	DevOutbox func() any
-	Log       *slog.Logger
-	Metrics   *logging.Metrics
-	Now       func() time.Time
+	// CORS, when set, answers preflights and lets the allowed origins read
+	// the answers.
+	CORS    *CORS
+	Log     *slog.Logger
+	Metrics *logging.Metrics
+	Now     func() time.Time
 }
 
 type route struct {
@@ -77,6 +81,7 @@ func (h *Handler) Serve(ctx context.Context, r *Request) Response {
 	start := h.Now()
 	l := logEntry{Route: r.Path, Method: r.Method}
 	resp := h.dispatch(ctx, r, &l)
+	h.CORS.decorate(r, &resp)
 	l.Status = resp.Status
 	h.finish(ctx, r, &l, start)
 	return resp
@@ -87,6 +92,9 @@ func (h *Handler) dispatch(ctx context.Context, r *Request, l *logEntry) Respons
 	if !ok || (r.Path == "/dev/outbox" && h.DevOutbox == nil) {
 		l.Route = "unknown"
 		return h.fail(l, verification.Errorf(verification.KindNotFound, "No such route"))
+	}
+	if r.Method == http.MethodOptions {
+		return h.CORS.preflight(r, rt.method)
 	}
 	if r.Method != rt.method {
 		resp := h.fail(l, verification.Errorf(verification.KindMethodNotAllowed, "Method %s is not allowed here, use %s", r.Method, rt.method))

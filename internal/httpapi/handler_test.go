@@ -338,3 +338,35 @@ func TestNetHTTP(t *testing.T) {
 		t.Fatalf("oversized body: %d, want 413", resp.StatusCode)
 	}
 }
+
+func TestCORS(t *testing.T) {
+	s := apptest.New(t, map[string]string{"CORS_ALLOWED_ORIGINS": "https://app.example.com"})
+	allowed := map[string]string{"origin": "https://app.example.com", "access-control-request-method": "POST"}
+	st, hdr, _ := s.Do(t, "OPTIONS", sendPath, "203.0.113.9", "", allowed)
+	if st != 204 || hdr["Access-Control-Allow-Origin"] != "https://app.example.com" ||
+		hdr["Access-Control-Allow-Methods"] != "POST" || !strings.Contains(hdr["Access-Control-Allow-Headers"], "x-captcha-token") {
+		t.Fatalf("preflight: %d %v", st, hdr)
+	}
+	st, hdr, _ = s.Do(t, "OPTIONS", sendPath, "203.0.113.9", "", map[string]string{"origin": "https://evil.example"})
+	if st != 204 || hdr["Access-Control-Allow-Origin"] != "" {
+		t.Fatalf("preflight from another origin: %d %v", st, hdr)
+	}
+	// Answers, errors included, carry the header for the allowed origin only.
+	_, hdr, _ = s.Do(t, "POST", sendPath, "203.0.113.9", `{"target":"ANY"}`, map[string]string{"origin": "https://app.example.com"})
+	if hdr["Access-Control-Allow-Origin"] != "https://app.example.com" || hdr["Vary"] != "Origin" || hdr["Access-Control-Expose-Headers"] != "Retry-After" {
+		t.Fatalf("answer headers %v", hdr)
+	}
+	_, hdr, _ = s.Do(t, "POST", sendPath, "203.0.113.9", `{"target":"ANY"}`, map[string]string{"origin": "https://evil.example"})
+	if _, ok := hdr["Access-Control-Allow-Origin"]; ok {
+		t.Fatalf("another origin got %v", hdr)
+	}
+	// Without CORS_ALLOWED_ORIGINS nothing is added.
+	plain := apptest.New(t, nil)
+	st, hdr, _ = plain.Do(t, "OPTIONS", sendPath, "203.0.113.9", "", allowed)
+	if st != 204 || hdr["Access-Control-Allow-Origin"] != "" {
+		t.Fatalf("no CORS configured: %d %v", st, hdr)
+	}
+	if st, _, _ := plain.Do(t, "OPTIONS", "/auth/v1/nope", "203.0.113.9", "", allowed); st != 404 {
+		t.Fatalf("preflight of an unknown route: %d", st)
+	}
+}
