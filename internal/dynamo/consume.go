@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
@@ -129,5 +130,6 @@ func (s *Store) Consume(ctx context.Context, a verification.Attempt) (verificati
 	if left := int64(a.MaxAttempts) - counted.Attempts; left > 0 {
 		return verification.Record{}, verification.WrongCode(int(left))
 	}
-	return verification.Record{}, verification.ErrTooManyAttempts
+	sentAt := time.UnixMilli(old.ExpiresAt).Add(-s.limits.CodeTTL)
+	return verification.Record{}, s.limits.TooManyAttempts(sentAt, a.Now)
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
@@ -368,5 +369,26 @@ func TestCORS(t *testing.T) {
 	}
 	if st, _, _ := plain.Do(t, "OPTIONS", "/auth/v1/nope", "203.0.113.9", "", allowed); st != 404 {
 		t.Fatalf("preflight of an unknown route: %d", st)
+	}
+}
+
+// TestTooManyAttemptsCarriesRetryAfter: too_many_attempts is a 429 too, and
+// says when the target's cooldown lets a new code be sent.
+func TestTooManyAttemptsCarriesRetryAfter(t *testing.T) {
+	s := apptest.New(t, nil)
+	_, _, sent := s.Do(t, "POST", sendPath, "203.0.113.9", `{"target":"ANY","email":"a@b.c"}`, nil)
+	wrong := "000000"
+	if s.LastCode(t) == wrong {
+		wrong = "111111"
+	}
+	s.Clock.Advance(20 * time.Second)
+	body := fmt.Sprintf(`{"verification_id":%q,"verification_code":%q}`, sent["verification_id"], wrong)
+	for i := 0; i < 4; i++ {
+		s.Do(t, "POST", "/auth/v1/verification/verify", "203.0.113.9", body, nil)
+	}
+	st, hdr, b := s.Do(t, "POST", "/auth/v1/verification/verify", "203.0.113.9", body, nil)
+	checkEnvelope(t, st, hdr, b, "too_many_attempts")
+	if st != 429 || hdr["Retry-After"] != "40" || b["retry_after"] != 40.0 {
+		t.Fatalf("5th wrong code: %d, Retry-After %q, retry_after %v; want 429 and 40 (60 s cooldown, 20 s gone)", st, hdr["Retry-After"], b["retry_after"])
 	}
 }

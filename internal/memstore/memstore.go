@@ -155,7 +155,7 @@ func (s *Store) Consume(_ context.Context, a verification.Attempt) (verification
 	if left := a.MaxAttempts - t.attempts; left > 0 {
 		return verification.Record{}, verification.WrongCode(left)
 	}
-	return verification.Record{}, verification.ErrTooManyAttempts
+	return verification.Record{}, s.limits.TooManyAttempts(t.expiresAt.Add(-s.limits.CodeTTL), a.Now)
 }
 
 // PutChallenge stores a new captcha challenge.

@@ -71,7 +71,7 @@ func Outcome(err error) string {
 	switch {
 	case err == nil:
 		return "ok"
-	case errors.As(err, &e) && e.Kind == verification.KindRateLimitExceeded:
+	case errors.As(err, &e) && (e.Kind == verification.KindRateLimitExceeded || e.Kind == verification.KindTooManyAttempts):
 		return fmt.Sprintf("%s/%d", e.Kind, e.RetryAfter)
 	case errors.As(err, &e) && e.AttemptsRemaining != nil:
 		return fmt.Sprintf("%s/%d", e.Kind, *e.AttemptsRemaining)
@@ -86,9 +86,11 @@ func Outcome(err error) string {
 }
 
 const (
-	ok          = "ok"
-	expired     = "verification_expired"
-	tooMany     = "too_many_attempts"
+	ok      = "ok"
+	expired = "verification_expired"
+	// tooMany is the last wrong code 1 s after the send: the code is dead and
+	// the 60 s cooldown lets a new one be sent 59 s later.
+	tooMany     = "too_many_attempts/59"
 	notFound    = "user_not_found"
 	userExists  = "user_already_exists"
 	capRequired = "captcha_required"

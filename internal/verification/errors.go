@@ -3,6 +3,7 @@ package verification
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Kind is the stable, machine-readable name of a refusal. It is the "error"
@@ -162,6 +163,15 @@ func RateLimited(retryAfter int) *Error {
 		Description: fmt.Sprintf("Verification code send frequency too high, please try again in %d seconds", retryAfter),
 		RetryAfter:  retryAfter,
 	}
+}
+
+// TooManyAttempts is the too_many_attempts refusal of a code sent at sentAt:
+// the code is dead, and RetryAfter says when the target's cooldown lets a
+// new code be sent (at least 1 s), so every 429 carries its wait.
+func (l Limits) TooManyAttempts(sentAt, now time.Time) *Error {
+	e := *ErrTooManyAttempts
+	e.RetryAfter = ceilSeconds(sentAt.Add(l.Cooldown).Sub(now))
+	return &e
 }
 
 // WrongCode is the invalid_verification_code refusal with the attempts left.
