@@ -100,6 +100,20 @@ func TestRuntimeEmulator(t *testing.T) {
 		if status, _ := fn.invoke(t, restEvent("POST", "/auth/v1/verification/verify", fmt.Sprintf(`{"verification_id":%q,"verification_code":%q}`, sent.VerificationID, code))); status != 400 {
 			t.Fatalf("second verify: %d, want 400", status)
 		}
+		// What the function printed (its JSON logs and metrics, as CloudWatch
+		// would keep them) holds the target only masked, and never the code,
+		// the token, the id or a key.
+		fn.mu.Lock()
+		logs := fn.log.String()
+		fn.mu.Unlock()
+		for _, secret := range []string{code, verified.Token, sent.VerificationID, to, "cmllLXRlc3QtaG1hYy1r"} {
+			if strings.Contains(logs, secret) {
+				t.Errorf("the function's output holds %q", secret)
+			}
+		}
+		if !strings.Contains(logs, `"target":"r***@example.com"`) {
+			t.Errorf("no masked target in the function's log lines:\n%s", logs)
+		}
 	})
 }
 
@@ -180,6 +194,8 @@ func startFunction(t *testing.T, rie, bootstrap, ddb, ses, sns string) *function
 	env := []string{
 		"PATH=" + os.Getenv("PATH"),
 		"AWS_REGION=us-east-1",
+		// What Lambda sets for the template's LoggingConfig (LogFormat: JSON).
+		"AWS_LAMBDA_LOG_FORMAT=JSON",
 		"AWS_ACCESS_KEY_ID=test",
 		"AWS_SECRET_ACCESS_KEY=test",
 		"AWS_ENDPOINT_URL_DYNAMODB=" + ddb,
