@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -119,6 +121,11 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		}
 		db := dynamodb.NewFromConfig(ac, append([]func(*dynamodb.Options){func(d *dynamodb.Options) {
 			d.BaseEndpoint = o.endpoint("dynamodb", d.BaseEndpoint)
+			// Fail closed within the function's budget: three attempts with
+			// short backoffs (the SDK's default cap is 20 s) and a bound on
+			// each attempt, then service_unavailable.
+			d.Retryer = retry.AddWithMaxBackoffDelay(retry.NewStandard(), dynamoMaxBackoff)
+			d.HTTPClient = awshttp.NewBuildableClient().WithTimeout(dynamoAttemptTimeout)
 		}}, o.DynamoOptions...)...)
 		if store, err = dynamo.New(db, cfg.VerificationTable, cfg.UsersTable, limits); err != nil {
 			return nil, err
@@ -207,6 +214,13 @@ func (o Options) endpoint(service string, def *string) *string {
 	}
 	return def
 }
+
+// DynamoDB calls take milliseconds; these bound a sick table's cost to about
+// 3 × 2 s, inside the function's 10 s timeout.
+const (
+	dynamoMaxBackoff     = 200 * time.Millisecond
+	dynamoAttemptTimeout = 2 * time.Second
+)
 
 // Limits are the sending rules of the configuration.
 func Limits(cfg *config.Config) verification.Limits {
