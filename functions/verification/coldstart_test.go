@@ -19,10 +19,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/verifykit/verifykit/internal/apptest"
 	"github.com/verifykit/verifykit/internal/dynamo/dynamotest"
 	"github.com/verifykit/verifykit/internal/testenv"
 )
@@ -159,29 +159,11 @@ func traceWrapper(t *testing.T, bootstrap string) string {
 	return path
 }
 
-// lockedBuffer collects a process's output, safe for the exec copiers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // coldStart starts a fresh emulator with the bootstrap, invokes it once with
 // event, stops it and returns everything both printed.
 func coldStart(t *testing.T, rie, bootstrap string, env []string, event []byte) string {
 	t.Helper()
-	out := &lockedBuffer{}
+	out := &apptest.SafeBuffer{}
 	url, stop := runRIE(t, rie, bootstrap, env, out)
 	defer stop()
 	resp, err := http.Post(url, "application/json", bytes.NewReader(event))
