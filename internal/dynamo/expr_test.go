@@ -1,7 +1,6 @@
 package dynamo
 
 import (
-	"context"
 	"fmt"
 	"regexp"
 	"slices"
@@ -12,7 +11,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/verifykit/verifykit/internal/verification"
@@ -71,33 +69,12 @@ func TestExpressions(t *testing.T) {
 	}
 }
 
-// recordDB accepts every write and keeps the requests.
-type recordDB struct {
-	fakeDB
-	tx      []*dynamodb.TransactWriteItemsInput
-	updates []*dynamodb.UpdateItemInput
-}
-
-func (r *recordDB) TransactWriteItems(_ context.Context, in *dynamodb.TransactWriteItemsInput, _ ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
-	r.tx = append(r.tx, in)
-	return &dynamodb.TransactWriteItemsOutput{}, nil
-}
-
-func (r *recordDB) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
-	r.updates = append(r.updates, in)
-	return &dynamodb.UpdateItemOutput{}, nil
-}
-
 // TestReserveExpressions pins the expressions of a send and of a release,
 // as DynamoDB reads them.
 func TestReserveExpressions(t *testing.T) {
 	now := time.UnixMilli(100_000_000)
-	l := verification.Limits{
-		Cooldown: time.Minute, TargetCap: 3, TargetWindow: 24 * time.Hour,
-		IPCap: 2, IPWindow: time.Hour, CaptchaIPGate: 1, CaptchaTgtGate: 2, MaxAttempts: 5, CodeTTL: 10 * time.Minute,
-	}
-	db := &recordDB{}
-	s, err := New(db, "codes", "users", l)
+	db := &captureDB{}
+	s, err := New(db, "codes", "users", smallLimits)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,8 +89,8 @@ func TestReserveExpressions(t *testing.T) {
 		t.Fatal(err)
 	}
 	ipCut, coolCut, dayCut := now.UnixMilli()-3_600_000, now.UnixMilli()-60_000, now.UnixMilli()-86_400_000
-	items := db.tx[0].TransactItems
-	ip, tgt, user, release := items[0].Update, items[1].Update, items[2].ConditionCheck, db.updates[0]
+	items := db.txs()[0].TransactItems
+	ip, tgt, user, release := items[0].Update, items[1].Update, items[2].ConditionCheck, db.updates()[0]
 	for _, tc := range []struct {
 		name, got, want string
 	}{
@@ -148,7 +125,7 @@ func TestLargestExpressions(t *testing.T) {
 		Cooldown: time.Minute, TargetCap: maxSlots, TargetWindow: 24 * time.Hour,
 		IPCap: maxSlots, IPWindow: time.Hour, CaptchaIPGate: 3, CaptchaTgtGate: 3, MaxAttempts: 5, CodeTTL: 10 * time.Minute,
 	}
-	db := &recordDB{}
+	db := &captureDB{}
 	s, err := New(db, "codes", "users", l)
 	if err != nil {
 		t.Fatal(err)
@@ -161,14 +138,14 @@ func TestLargestExpressions(t *testing.T) {
 		t.Fatal(err)
 	}
 	exprs := map[string]*string{}
-	for i, it := range db.tx[0].TransactItems {
+	for i, it := range db.txs()[0].TransactItems {
 		if u := it.Update; u != nil {
 			exprs[fmt.Sprintf("item %d update", i)] = u.UpdateExpression
 			exprs[fmt.Sprintf("item %d condition", i)] = u.ConditionExpression
 		}
 	}
-	exprs["release update"] = db.updates[0].UpdateExpression
-	exprs["release condition"] = db.updates[0].ConditionExpression
+	exprs["release update"] = db.updates()[0].UpdateExpression
+	exprs["release condition"] = db.updates()[0].ConditionExpression
 	operators := regexp.MustCompile(`<=|>=|<>|=|<|>|\b(AND|OR|NOT|attribute_exists|attribute_not_exists|if_not_exists)\b`)
 	for name, e := range exprs {
 		n, ops := len(aws.ToString(e)), len(operators.FindAllString(aws.ToString(e), -1))

@@ -59,12 +59,39 @@ func TestPrepare(t *testing.T) {
 	}
 }
 
+// smallLimits have small caps and both captcha gates, so the expressions of
+// a send hold every kind of clause and stay short enough to read.
+var smallLimits = verification.Limits{
+	Cooldown: time.Minute, TargetCap: 3, TargetWindow: 24 * time.Hour,
+	IPCap: 2, IPWindow: time.Hour, CaptchaIPGate: 1, CaptchaTgtGate: 2, MaxAttempts: 5, CodeTTL: 10 * time.Minute,
+}
+
 // captureDB keeps every input and answers UpdateItem with the next of
 // updateErrs (nil when they run out).
 type captureDB struct {
 	inputs     []any
 	txErr      error
 	updateErrs []error
+}
+
+// txs are the TransactWriteItems inputs received, in order.
+func (c *captureDB) txs() (out []*dynamodb.TransactWriteItemsInput) {
+	for _, in := range c.inputs {
+		if tx, ok := in.(*dynamodb.TransactWriteItemsInput); ok {
+			out = append(out, tx)
+		}
+	}
+	return out
+}
+
+// updates are the UpdateItem inputs received, in order.
+func (c *captureDB) updates() (out []*dynamodb.UpdateItemInput) {
+	for _, in := range c.inputs {
+		if u, ok := in.(*dynamodb.UpdateItemInput); ok {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 func (c *captureDB) TransactWriteItems(_ context.Context, in *dynamodb.TransactWriteItemsInput, _ ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
@@ -98,10 +125,7 @@ func (c *captureDB) GetItem(_ context.Context, in *dynamodb.GetItemInput, _ ...f
 // strings are not changed by requests.
 func TestBoundRequests(t *testing.T) {
 	now := time.UnixMilli(100_000_000)
-	l := verification.Limits{
-		Cooldown: time.Minute, TargetCap: 3, TargetWindow: 24 * time.Hour,
-		IPCap: 2, IPWindow: time.Hour, CaptchaIPGate: 1, CaptchaTgtGate: 2, MaxAttempts: 5, CodeTTL: 10 * time.Minute,
-	}
+	l := smallLimits
 	db := &captureDB{}
 	s, err := New(db, "codes", "users", l)
 	if err != nil {
