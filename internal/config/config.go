@@ -48,6 +48,9 @@ type Config struct {
 	KeysSecretARN string
 	HMACKey       []byte // from HMAC_KEY (base64)
 	SigningKeyPEM string // from SIGNING_KEY
+	// KeysRefresh is how often a warm instance re-reads KEYS_SECRET_ARN, so
+	// a rotated key reaches every instance without a cold start.
+	KeysRefresh time.Duration
 
 	CORSAllowedOrigins []string
 	Addr               string
@@ -92,13 +95,14 @@ func Load(getenv func(string) string, checks Checks) (*Config, error) {
 	c.Channels = l.list("CHANNELS", "sms,email", func(v string) bool { return v == "sms" || v == "email" })
 	c.CodeTTL = l.seconds("CODE_TTL_SECONDS", 600)
 	c.ResendCooldown = l.seconds("RESEND_COOLDOWN_SECONDS", 60)
-	c.IPHourlyLimit = l.positive("IP_HOURLY_LIMIT", 10)
-	c.TargetDailyLimit = l.positive("TARGET_DAILY_LIMIT", 10)
-	c.CaptchaIPThreshold = l.natural("CAPTCHA_IP_THRESHOLD", 3)
-	c.CaptchaTargetThreshold = l.natural("CAPTCHA_TARGET_THRESHOLD", 3)
-	c.MaxVerifyAttempts = l.positive("MAX_VERIFY_ATTEMPTS", 5)
+	c.IPHourlyLimit = l.bounded("IP_HOURLY_LIMIT", 10, 1, MaxLimit)
+	c.TargetDailyLimit = l.bounded("TARGET_DAILY_LIMIT", 10, 1, MaxLimit)
+	c.CaptchaIPThreshold = l.bounded("CAPTCHA_IP_THRESHOLD", 3, 0, MaxLimit)
+	c.CaptchaTargetThreshold = l.bounded("CAPTCHA_TARGET_THRESHOLD", 3, 0, MaxLimit)
+	c.MaxVerifyAttempts = l.bounded("MAX_VERIFY_ATTEMPTS", 5, 1, MaxLimit)
 	c.CaptchaTTL = l.seconds("CAPTCHA_TTL_SECONDS", 300)
 	c.TokenTTL = l.seconds("TOKEN_TTL_SECONDS", 600)
+	c.KeysRefresh = l.seconds("KEYS_REFRESH_SECONDS", 300)
 	c.AllowedPhoneRegions = l.list("ALLOWED_PHONE_REGIONS", "CN", checks.Region)
 	c.DefaultLocale = l.str("DEFAULT_LOCALE", "zh-CN")
 	if checks.Locale != nil && !checks.Locale(c.DefaultLocale) {
@@ -135,6 +139,12 @@ func Load(getenv func(string) string, checks Checks) (*Config, error) {
 	}
 	if c.Lambda && c.EmailSender == "outbox" {
 		l.fail("EMAIL_SENDER", "outbox is for local mode only: it prints codes")
+	}
+	// Every instance must share the keys (a code sent by one is verified by
+	// another, and the JWKS must not change between them): generated
+	// per-process keys are for one local process only.
+	if c.Lambda && c.KeysSecretARN == "" && (len(c.HMACKey) == 0 || c.SigningKeyPEM == "") {
+		l.fail("KEYS_SECRET_ARN", "(or both HMAC_KEY and SIGNING_KEY) is required in Lambda: keys generated per instance would not be shared between instances")
 	}
 	if c.Lambda && c.VerificationTable == "" {
 		l.fail("VERIFICATION_TABLE", "is required in Lambda: the in-memory store would not be shared between instances")
@@ -178,25 +188,38 @@ func (l *loader) oneOf(name, def string, allowed ...string) string {
 	return v
 }
 
-func (l *loader) int(name string, def, min int) int {
+func (l *loader) positive(name string, def int) int {
 	v := l.getenv(name)
 	if v == "" {
 		return def
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n < min {
-		kind := "a positive integer"
-		if min == 0 {
-			kind = "a non-negative integer (0 = off)"
-		}
-		l.fail(name, "must be %s, got %q", kind, v)
+	if err != nil || n < 1 {
+		l.fail(name, "must be a positive integer, got %q", v)
 		return def
 	}
 	return n
 }
 
-func (l *loader) positive(name string, def int) int { return l.int(name, def, 1) }
-func (l *loader) natural(name string, def int) int  { return l.int(name, def, 0) }
+// MaxLimit bounds the sending limits, thresholds and attempts. The DynamoDB
+// store keeps one slot per counted send in an item's update expression and
+// refuses caps above 100 at start-up; the same bound for every limit keeps
+// both stores, and the template's parameters, in step.
+const MaxLimit = 100
+
+// bounded reads an integer in min..max.
+func (l *loader) bounded(name string, def, min, max int) int {
+	v := l.getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min || n > max {
+		l.fail(name, "must be an integer from %d to %d, got %q", min, max, v)
+		return def
+	}
+	return n
+}
 
 func (l *loader) seconds(name string, def int) time.Duration {
 	return time.Duration(l.positive(name, def)) * time.Second

@@ -13,6 +13,8 @@ var checks = config.Checks{
 	Locale: func(l string) bool { return l == "zh-CN" || l == "en" },
 }
 
+const hmacKey = "dGVzdC1obWFjLWtleS10ZXN0LWhtYWMta2V5LXRlc3QtaG1hYw=="
+
 func load(env map[string]string) (*config.Config, error) {
 	return config.Load(func(k string) string { return env[k] }, checks)
 }
@@ -29,7 +31,10 @@ func TestDefaults(t *testing.T) {
 		c.Addr != "127.0.0.1:3000" || strings.Join(c.Channels, ",") != "sms,email" || strings.Join(c.AllowedPhoneRegions, ",") != "CN" {
 		t.Fatalf("defaults %+v", c)
 	}
-	lambda, err := load(map[string]string{"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001", "VERIFICATION_TABLE": "v", "USERS_TABLE": "u"})
+	if c.KeysRefresh != 300*time.Second {
+		t.Fatalf("KEYS_REFRESH_SECONDS default %v, want 5m", c.KeysRefresh)
+	}
+	lambda, err := load(map[string]string{"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001", "VERIFICATION_TABLE": "v", "USERS_TABLE": "u", "KEYS_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:k"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,6 +75,19 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{map[string]string{"VERIFICATION_TABLE": "v"}, "USERS_TABLE"},
 		{map[string]string{"AWS_LAMBDA_RUNTIME_API": "x"}, "VERIFICATION_TABLE"},
 		{map[string]string{"AWS_LAMBDA_RUNTIME_API": "x", "VERIFICATION_TABLE": "v", "USERS_TABLE": "u", "DEV_USERS": "a@b.c"}, "DEV_USERS"},
+		// In Lambda, keys no other instance shares are a start-up error.
+		{map[string]string{"AWS_LAMBDA_RUNTIME_API": "x", "VERIFICATION_TABLE": "v", "USERS_TABLE": "u"}, "KEYS_SECRET_ARN"},
+		{map[string]string{"AWS_LAMBDA_RUNTIME_API": "x", "VERIFICATION_TABLE": "v", "USERS_TABLE": "u", "HMAC_KEY": hmacKey}, "SIGNING_KEY"},
+		{map[string]string{"AWS_LAMBDA_RUNTIME_API": "x", "VERIFICATION_TABLE": "v", "USERS_TABLE": "u", "SIGNING_KEY": "pem"}, "HMAC_KEY"},
+		{map[string]string{"AWS_LAMBDA_RUNTIME_API": "x", "VERIFICATION_TABLE": "v", "USERS_TABLE": "u", "HMAC_KEY": hmacKey, "SIGNING_KEY": "pem"}, ""},
+		{map[string]string{"HMAC_KEY": hmacKey}, ""}, // locally, the missing key is generated
+		{map[string]string{"KEYS_REFRESH_SECONDS": "0"}, "KEYS_REFRESH_SECONDS"},
+		// Limits stop at what the DynamoDB store can hold (MaxLimit).
+		{map[string]string{"IP_HOURLY_LIMIT": "100", "TARGET_DAILY_LIMIT": "100", "CAPTCHA_IP_THRESHOLD": "100", "CAPTCHA_TARGET_THRESHOLD": "100", "MAX_VERIFY_ATTEMPTS": "100"}, ""},
+		{map[string]string{"IP_HOURLY_LIMIT": "101"}, "IP_HOURLY_LIMIT"},
+		{map[string]string{"TARGET_DAILY_LIMIT": "101"}, "TARGET_DAILY_LIMIT"},
+		{map[string]string{"CAPTCHA_IP_THRESHOLD": "101"}, "CAPTCHA_IP_THRESHOLD"},
+		{map[string]string{"MAX_VERIFY_ATTEMPTS": "101"}, "MAX_VERIFY_ATTEMPTS"},
 		{map[string]string{"ADDR": "3000"}, "ADDR"},
 		{map[string]string{"CORS_ALLOWED_ORIGINS": "https://app.example.com/login"}, "CORS_ALLOWED_ORIGINS"},
 		{map[string]string{"CORS_ALLOWED_ORIGINS": "app.example.com"}, "CORS_ALLOWED_ORIGINS"},

@@ -51,13 +51,26 @@ type Issuer struct {
 
 // NewIssuer returns an issuer signing with key. The key id is the key's
 // RFC 7638 thumbprint, so a rotated key gets a new kid by itself.
-func NewIssuer(key *ecdsa.PrivateKey, issuer, audience string, ttl time.Duration) (*Issuer, error) {
-	pub := jose.JSONWebKey{Key: &key.PublicKey, Algorithm: string(jose.ES256), Use: "sig"}
-	tp, err := pub.Thumbprint(crypto.SHA256)
+//
+// previous are keys signed with before a rotation: the JWKS keeps publishing
+// them, so tokens they signed still validate until they expire, but nothing
+// new is signed with them.
+func NewIssuer(key *ecdsa.PrivateKey, issuer, audience string, ttl time.Duration, previous ...*ecdsa.PublicKey) (*Issuer, error) {
+	pub, err := publicJWK(&key.PublicKey)
 	if err != nil {
-		return nil, fmt.Errorf("thumbprint: %w", err)
+		return nil, err
 	}
-	pub.KeyID = base64.RawURLEncoding.EncodeToString(tp)
+	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}}
+	for _, p := range previous {
+		if p == nil || p.Equal(&key.PublicKey) {
+			continue
+		}
+		old, err := publicJWK(p)
+		if err != nil {
+			return nil, err
+		}
+		set.Keys = append(set.Keys, old)
+	}
 	signer, err := jose.NewSigner(
 		jose.SigningKey{Algorithm: jose.ES256, Key: key},
 		(&jose.SignerOptions{}).WithType("JWT").WithHeader(jose.HeaderKey("kid"), pub.KeyID),
@@ -65,17 +78,29 @@ func NewIssuer(key *ecdsa.PrivateKey, issuer, audience string, ttl time.Duration
 	if err != nil {
 		return nil, fmt.Errorf("signer: %w", err)
 	}
-	jwks, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}})
+	jwks, err := json.Marshal(set)
 	if err != nil {
 		return nil, err
 	}
 	return &Issuer{key: key, signer: signer, kid: pub.KeyID, issuer: issuer, audience: audience, ttl: ttl, jwks: jwks}, nil
 }
 
+// publicJWK is the published form of a public key, its kid the thumbprint.
+func publicJWK(key *ecdsa.PublicKey) (jose.JSONWebKey, error) {
+	pub := jose.JSONWebKey{Key: key, Algorithm: string(jose.ES256), Use: "sig"}
+	tp, err := pub.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return pub, fmt.Errorf("thumbprint: %w", err)
+	}
+	pub.KeyID = base64.RawURLEncoding.EncodeToString(tp)
+	return pub, nil
+}
+
 // KeyID is the kid of the signing key.
 func (i *Issuer) KeyID() string { return i.kid }
 
-// JWKS is the JSON Web Key Set of the public key, to serve as is.
+// JWKS is the JSON Web Key Set of the public keys (the current one first,
+// then any previous one), to serve as is.
 func (i *Issuer) JWKS() []byte { return i.jwks }
 
 // Issue signs a token for a verified code.
@@ -105,7 +130,15 @@ type Validator struct {
 	keys     jose.JSONWebKeySet
 	issuer   string
 	audience string
+	// Leeway is the clock skew tolerated between the issuer's clock and the
+	// validator's, on "iat", "nbf" and "exp"; DefaultLeeway unless changed.
+	Leeway time.Duration
 }
+
+// DefaultLeeway is the clock skew a new Validator tolerates: clocks of
+// separate machines drift by seconds, and a token issued "in the future" by
+// a second must not be refused.
+const DefaultLeeway = 30 * time.Second
 
 // NewValidator parses a JWKS document (as served at
 // /auth/v1/.well-known/jwks.json) and returns a validator that accepts only
@@ -123,14 +156,15 @@ func NewValidator(jwks []byte, issuer, audience string) (*Validator, error) {
 	if issuer == "" || audience == "" {
 		return nil, errors.New("issuer and audience are required")
 	}
-	return &Validator{keys: set, issuer: issuer, audience: audience}, nil
+	return &Validator{keys: set, issuer: issuer, audience: audience, Leeway: DefaultLeeway}, nil
 }
 
 // ErrInvalid is returned for any token that does not validate.
 var ErrInvalid = errors.New("invalid verification token")
 
 // Validate checks the signature (ES256 only, key chosen by kid), issuer,
-// audience, expiry and issue time at now, and returns the claims.
+// audience, expiry, not-before and issue time at now (each with the
+// Leeway), and returns the claims.
 func (v *Validator) Validate(token string, now time.Time) (*Claims, error) {
 	t, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil || len(t.Headers) != 1 {
@@ -148,15 +182,17 @@ func (v *Validator) Validate(token string, now time.Time) (*Claims, error) {
 		return nil, fmt.Errorf("%w: missing claims", ErrInvalid)
 	}
 	// RFC 7519: the token is valid only before "exp" (go-jose also accepts
-	// the instant itself).
-	if !now.Before(c.Expiry.Time()) {
+	// the instant itself), give or take the leeway.
+	if !now.Before(c.Expiry.Time().Add(v.Leeway)) {
 		return nil, fmt.Errorf("%w: expired", ErrInvalid)
 	}
+	// go-jose applies the leeway to "nbf" and "iat" (not yet valid, issued
+	// in the future) as to "exp".
 	err = c.Claims.ValidateWithLeeway(jwt.Expected{
 		Issuer:      v.issuer,
 		AnyAudience: jwt.Audience{v.audience},
 		Time:        now,
-	}, 0)
+	}, v.Leeway)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
 	"github.com/verifykit/verifykit/internal/token"
 	"github.com/verifykit/verifykit/internal/verification"
 )
@@ -82,6 +85,8 @@ func TestValidateRefuses(t *testing.T) {
 	none := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","kid":"`+iss.KeyID()+`"}`)) + "." + parts[1] + "."
 	wrongAud, _ := token.NewValidator(iss.JWKS(), "verifykit", "other-app")
 	wrongIss, _ := token.NewValidator(iss.JWKS(), "someone-else", "my-app")
+	noLeeway, _ := token.NewValidator(iss.JWKS(), "verifykit", "my-app")
+	noLeeway.Leeway = 0
 
 	tests := []struct {
 		name string
@@ -89,9 +94,12 @@ func TestValidateRefuses(t *testing.T) {
 		tok  string
 		at   time.Time
 	}{
-		{"expired", v, tok, now.Add(601 * time.Second)},
-		{"at expiry", v, tok, now.Add(600 * time.Second)},
-		{"issued in the future", v, tok, now.Add(-time.Minute)},
+		// The default leeway (30 s) is the margin past exp and before iat.
+		{"expired", v, tok, now.Add(631 * time.Second)},
+		{"at expiry plus leeway", v, tok, now.Add(630 * time.Second)},
+		{"at expiry without leeway", noLeeway, tok, now.Add(600 * time.Second)},
+		{"issued in the future", v, tok, now.Add(-31 * time.Second)},
+		{"issued in the future without leeway", noLeeway, tok, now.Add(-time.Second)},
 		{"other key", v, foreign, now},
 		{"tampered payload", v, tampered, now},
 		{"alg none", v, none, now},
@@ -106,6 +114,78 @@ func TestValidateRefuses(t *testing.T) {
 				t.Fatalf("got %v, want ErrInvalid", err)
 			}
 		})
+	}
+}
+
+// TestLeeway: a validator whose clock is up to Leeway away from the
+// issuer's accepts a token that is, by its own clock, just expired, issued
+// just in the future or not yet valid; past the leeway it refuses it.
+func TestLeeway(t *testing.T) {
+	key, _ := token.KeyFromSeed([]byte(strings.Repeat("a", 32)))
+	iss := newIssuer(t, "a")
+	tok, _ := iss.Issue(verified, now)
+	v, _ := token.NewValidator(iss.JWKS(), "verifykit", "my-app")
+	if v.Leeway != token.DefaultLeeway || token.DefaultLeeway != 30*time.Second {
+		t.Fatalf("default leeway %v, want 30s", v.Leeway)
+	}
+	for _, at := range []time.Time{now.Add(629 * time.Second), now.Add(-29 * time.Second)} {
+		if _, err := v.Validate(tok, at); err != nil {
+			t.Errorf("at %v: %v, want valid within the leeway", at.Sub(now), err)
+		}
+	}
+	// "nbf" is not something this issuer writes, but a token that has one is
+	// held to it, with the same leeway.
+	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key},
+		(&jose.SignerOptions{}).WithType("JWT").WithHeader(jose.HeaderKey("kid"), iss.KeyID()))
+	c := token.Claims{Claims: jwt.Claims{
+		Issuer: "verifykit", Audience: jwt.Audience{"my-app"}, Subject: "a@example.com", ID: "x",
+		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now.Add(time.Minute)), Expiry: jwt.NewNumericDate(now.Add(10 * time.Minute)),
+	}}
+	nbf, err := jwt.Signed(signer).Claims(c).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Validate(nbf, now.Add(29*time.Second)); !errors.Is(err, token.ErrInvalid) {
+		t.Errorf("31 s before nbf minus leeway: %v, want ErrInvalid", err)
+	}
+	if _, err := v.Validate(nbf, now.Add(30*time.Second)); err != nil {
+		t.Errorf("at nbf minus leeway: %v, want valid", err)
+	}
+}
+
+// TestRotation: an issuer given the previous key publishes both, signs with
+// the new one only, and a token the previous key signed still validates
+// against its JWKS.
+func TestRotation(t *testing.T) {
+	old, cur := newIssuer(t, "a"), newIssuer(t, "b")
+	oldKey, _ := token.KeyFromSeed([]byte(strings.Repeat("a", 32)))
+	newKey, _ := token.KeyFromSeed([]byte(strings.Repeat("b", 32)))
+	rotated, err := token.NewIssuer(newKey, "verifykit", "my-app", 600*time.Second, &oldKey.PublicKey, &newKey.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set struct{ Keys []struct{ Kid string } }
+	if err := json.Unmarshal(rotated.JWKS(), &set); err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Keys) != 2 || set.Keys[0].Kid != cur.KeyID() || set.Keys[1].Kid != old.KeyID() {
+		t.Fatalf("jwks %s, want the current key then the previous one (the current one once)", rotated.JWKS())
+	}
+	if rotated.KeyID() != cur.KeyID() {
+		t.Fatal("the rotated issuer does not sign with the current key")
+	}
+	v, _ := token.NewValidator(rotated.JWKS(), "verifykit", "my-app")
+	for name, iss := range map[string]*token.Issuer{"previous": old, "current": rotated} {
+		tok, _ := iss.Issue(verified, now)
+		if _, err := v.Validate(tok, now); err != nil {
+			t.Errorf("a token of the %s key: %v", name, err)
+		}
+	}
+	newTok, _ := rotated.Issue(verified, now)
+	if vOld, _ := token.NewValidator(old.JWKS(), "verifykit", "my-app"); vOld != nil {
+		if _, err := vOld.Validate(newTok, now); !errors.Is(err, token.ErrInvalid) {
+			t.Fatalf("the previous key's JWKS validated a new token: %v", err)
+		}
 	}
 }
 
