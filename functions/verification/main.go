@@ -34,7 +34,7 @@ func run() error {
 		return err
 	}
 	if cfg.Lambda {
-		lambda.StartWithOptions(a.Handler.HandleLambda, lambda.WithContext(ctx))
+		lambda.StartWithOptions(a.HandleLambda, lambda.WithContext(ctx))
 		return nil
 	}
 	return a.Serve(ctx)

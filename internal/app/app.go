@@ -6,6 +6,7 @@ package app
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"fmt"
 	"io"
 	"log/slog"
@@ -36,11 +37,16 @@ import (
 
 // App is the built service.
 type App struct {
+	// Handler is the handler built with the keys read at start-up. The
+	// entry points (HandleLambda, ServeHTTP) serve with the current keys
+	// instead, which a warm instance re-reads every KEYS_REFRESH_SECONDS.
 	Handler *httpapi.Handler
 	Config  *config.Config
 	Log     *slog.Logger
 	// Outbox is set in local mode with the outbox sender.
 	Outbox *notify.Outbox
+
+	keys *keyRefresher
 }
 
 // Options are what the caller provides besides the configuration.
@@ -51,7 +57,7 @@ type Options struct {
 	// (tests give static credentials and a region for the local stand-ins).
 	AWSConfig *aws.Config
 	// Endpoints overrides the endpoint of a service by SDK name ("dynamodb",
-	// "sesv2", "sns"), as AWS_ENDPOINT_URL_<SERVICE> does from the
+	// "sesv2", "sns", "secretsmanager"), as AWS_ENDPOINT_URL_<SERVICE> does from the
 	// environment, without touching the process environment.
 	Endpoints map[string]string
 	// DynamoOptions are extra options for the DynamoDB client (tests count
@@ -95,7 +101,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		return awsCfg, awsErr
 	}
 
-	keys, err := loadKeys(ctx, cfg, awsConfig)
+	keys, err := loadKeys(ctx, cfg, o, awsConfig)
 	if err != nil {
 		return nil, err
 	}
@@ -154,55 +160,85 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	}
 	a.Outbox = outbox
 
-	captchas, err := captcha.NewService(store, keys.HMAC)
-	if err != nil {
-		return nil, err
-	}
-	captchas.Now, captchas.TTL = o.Now, cfg.CaptchaTTL
 	var dev *devCaptchas
 	if outbox != nil {
 		dev = &devCaptchas{}
-		captchas.OnIssue = dev.add
 	}
-
-	issuer, err := token.NewIssuer(keys.Signing, cfg.TokenIssuer, cfg.TokenAudience, cfg.TokenTTL)
-	if err != nil {
-		return nil, err
-	}
-	hkeys, err := verification.NewKeys(keys.HMAC)
-	if err != nil {
-		return nil, err
-	}
-	svc := &verification.Service{
-		Store:    store,
-		Users:    store,
-		Senders:  senders,
-		Captcha:  captchas,
-		Tokens:   issuer,
-		Keys:     hkeys,
-		Phones:   phones,
-		Limits:   limits,
-		TokenTTL: cfg.TokenTTL,
-		Now:      o.Now,
-	}
-	a.Handler = &httpapi.Handler{
-		Verification: svc,
-		Captchas:     captchas,
-		JWKS:         issuer.JWKS(),
-		Log:          log,
-		Now:          o.Now,
-	}
-	if len(cfg.CORSAllowedOrigins) > 0 {
-		a.Handler.CORS = httpapi.NewCORS(cfg.CORSAllowedOrigins)
-	}
+	var metrics *logging.Metrics
 	// Metrics go to CloudWatch through the Lambda log stream; a local server
 	// has nowhere to send them.
 	if cfg.Lambda {
-		a.Handler.Metrics = logging.NewMetrics(o.Stdout, cfg.MetricsNamespace, "verifykit")
+		metrics = logging.NewMetrics(o.Stdout, cfg.MetricsNamespace, "verifykit")
 	}
-	if outbox != nil && !cfg.Lambda {
-		a.Handler.DevOutbox = func() any {
-			return devSnapshot{Messages: outbox.Messages(), Captchas: dev.list()}
+	var cors *httpapi.CORS
+	if len(cfg.CORSAllowedOrigins) > 0 {
+		cors = httpapi.NewCORS(cfg.CORSAllowedOrigins)
+	}
+	// build makes everything that holds a key; a rotation builds it again
+	// around the same store and senders.
+	build := func(keys secrets.Keys) (*httpapi.Handler, error) {
+		captchas, err := captcha.NewService(store, keys.HMAC)
+		if err != nil {
+			return nil, err
+		}
+		captchas.Now, captchas.TTL = o.Now, cfg.CaptchaTTL
+		if dev != nil {
+			captchas.OnIssue = dev.add
+		}
+		var previous []*ecdsa.PublicKey
+		if keys.Previous != nil {
+			previous = append(previous, keys.Previous)
+		}
+		issuer, err := token.NewIssuer(keys.Signing, cfg.TokenIssuer, cfg.TokenAudience, cfg.TokenTTL, previous...)
+		if err != nil {
+			return nil, err
+		}
+		hkeys, err := verification.NewKeys(keys.HMAC)
+		if err != nil {
+			return nil, err
+		}
+		svc := &verification.Service{
+			Store:    store,
+			Users:    store,
+			Senders:  senders,
+			Captcha:  captchas,
+			Tokens:   issuer,
+			Keys:     hkeys,
+			Phones:   phones,
+			Limits:   limits,
+			TokenTTL: cfg.TokenTTL,
+			Now:      o.Now,
+		}
+		h := &httpapi.Handler{
+			Verification: svc,
+			Captchas:     captchas,
+			JWKS:         issuer.JWKS(),
+			Log:          log,
+			Now:          o.Now,
+			CORS:         cors,
+			Metrics:      metrics,
+		}
+		if outbox != nil && !cfg.Lambda {
+			h.DevOutbox = func() any {
+				return devSnapshot{Messages: outbox.Messages(), Captchas: dev.list()}
+			}
+		}
+		return h, nil
+	}
+	if a.Handler, err = build(keys); err != nil {
+		return nil, err
+	}
+	a.keys = &keyRefresher{build: build, every: cfg.KeysRefresh, now: o.Now, log: log, keys: keys}
+	a.keys.current.Store(a.Handler)
+	a.keys.next.Store(o.Now().Add(cfg.KeysRefresh).UnixNano())
+	if cfg.KeysSecretARN != "" {
+		ac, err := awsConfig()
+		if err != nil {
+			return nil, fmt.Errorf("aws config: %w", err)
+		}
+		sm := secretsmanager.NewFromConfig(ac, func(c *secretsmanager.Options) { c.BaseEndpoint = o.endpoint("secretsmanager", c.BaseEndpoint) })
+		a.keys.read = func(ctx context.Context) (secrets.Keys, error) {
+			return secrets.FromSecretsManager(ctx, sm, cfg.KeysSecretARN)
 		}
 	}
 	return a, nil
@@ -237,7 +273,7 @@ func Limits(cfg *config.Config) verification.Limits {
 	}
 }
 
-func loadKeys(ctx context.Context, cfg *config.Config, awsConfig func() (aws.Config, error)) (secrets.Keys, error) {
+func loadKeys(ctx context.Context, cfg *config.Config, o Options, awsConfig func() (aws.Config, error)) (secrets.Keys, error) {
 	if cfg.KeysSecretARN == "" {
 		return secrets.FromValues(cfg.HMACKey, cfg.SigningKeyPEM)
 	}
@@ -245,7 +281,7 @@ func loadKeys(ctx context.Context, cfg *config.Config, awsConfig func() (aws.Con
 	if err != nil {
 		return secrets.Keys{}, fmt.Errorf("aws config: %w", err)
 	}
-	return secrets.FromSecretsManager(ctx, secretsmanager.NewFromConfig(ac), cfg.KeysSecretARN)
+	return secrets.FromSecretsManager(ctx, secretsmanager.NewFromConfig(ac, func(c *secretsmanager.Options) { c.BaseEndpoint = o.endpoint("secretsmanager", c.BaseEndpoint) }), cfg.KeysSecretARN)
 }
 
 // buildSenders returns a sender per switched-on channel that has one. A
@@ -352,7 +388,7 @@ func (d *devCaptchas) list() []devCaptcha {
 func (a *App) Serve(ctx context.Context) error {
 	srv := &http.Server{
 		Addr:              a.Config.Addr,
-		Handler:           a.Handler,
+		Handler:           a,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      15 * time.Second,

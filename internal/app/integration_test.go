@@ -334,7 +334,7 @@ func TestChannelDisabled(t *testing.T) {
 }
 
 func TestEmailWithoutIdentityInLambdaIsDisabled(t *testing.T) {
-	s := apptest.NewDynamo(t, map[string]string{"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9", "HMAC_KEY": "dGVzdC1obWFjLWtleS10ZXN0LWhtYWMta2V5LXRlc3QtaG1hYw=="}, nil, app.Options{})
+	s := apptest.NewDynamo(t, map[string]string{"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9", "HMAC_KEY": "dGVzdC1obWFjLWtleS10ZXN0LWhtYWMta2V5LXRlc3QtaG1hYw==", "SIGNING_KEY": apptest.SigningKeyPEM(t)}, nil, app.Options{})
 	if st, _, b := s.Do(t, "POST", sendPath, "192.0.2.91", `{"target":"ANY","email":"a@example.com"}`, nil); st != 403 || b["error"] != "channel_disabled" {
 		t.Fatalf("email in Lambda without EMAIL_FROM: %d %v, want 403 channel_disabled", st, b)
 	}

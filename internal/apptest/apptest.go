@@ -5,6 +5,11 @@ package apptest
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"encoding/json"
 	"net/http"
 	"sync"
@@ -166,3 +171,17 @@ func (s *Service) LastCode(t testing.TB) string {
 
 // StatusOK is 200, named for readable tables.
 const StatusOK = http.StatusOK
+
+// SigningKeyPEM is a fresh EC P-256 private key in PEM, for SIGNING_KEY.
+func SigningKeyPEM(t testing.TB) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
+}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,10 @@ import (
 type Keys struct {
 	HMAC    []byte
 	Signing *ecdsa.PrivateKey
+	// Previous is the signing key in use before a rotation, when the secret
+	// still names it: its public half stays in the JWKS so that the tokens
+	// it signed validate until they expire. Nothing is signed with it.
+	Previous *ecdsa.PublicKey
 	// Generated is true when the keys were made up at start-up: right for one
 	// local process, wrong for anything with more than one instance.
 	Generated bool
@@ -32,15 +37,30 @@ type SecretGetter interface {
 	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
 }
 
+// Equal reports whether k and o are the same keys (a re-read secret that
+// has not changed).
+func (k Keys) Equal(o Keys) bool {
+	samePrevious := k.Previous == nil && o.Previous == nil ||
+		k.Previous != nil && o.Previous != nil && k.Previous.Equal(o.Previous)
+	return subtle.ConstantTimeCompare(k.HMAC, o.HMAC) == 1 && samePrevious &&
+		k.Signing != nil && o.Signing != nil && k.Signing.Equal(o.Signing)
+}
+
 // secretDoc is the JSON of the secret. The template generates {"master": ...}
 // (random, never seen by anyone); operators may instead store explicit keys.
+// During a rotation of the signing key the secret also names the previous
+// one (previous_master or previous_signing_key); see docs/deploy.md.
 type secretDoc struct {
 	Master     string `json:"master"`
 	HMACKey    string `json:"hmac_key"`    // base64, at least 32 bytes
 	SigningKey string `json:"signing_key"` // PEM, EC P-256
+
+	PreviousMaster     string `json:"previous_master"`
+	PreviousSigningKey string `json:"previous_signing_key"` // PEM, EC P-256
 }
 
-// FromSecretsManager reads the keys from one secret, once per container.
+// FromSecretsManager reads the keys from one secret: at a cold start, and
+// again on a warm instance every KEYS_REFRESH_SECONDS.
 func FromSecretsManager(ctx context.Context, c SecretGetter, arn string) (Keys, error) {
 	out, err := c.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: &arn})
 	if err != nil {
@@ -53,14 +73,39 @@ func FromSecretsManager(ctx context.Context, c SecretGetter, arn string) (Keys, 
 	if err := json.Unmarshal([]byte(*out.SecretString), &doc); err != nil {
 		return Keys{}, errors.New("secret is not a JSON object") // never echo the secret
 	}
+	var k Keys
 	if doc.Master != "" {
-		return FromMaster([]byte(doc.Master))
+		k, err = FromMaster([]byte(doc.Master))
+	} else {
+		hmacKey, err := base64.StdEncoding.DecodeString(doc.HMACKey)
+		if err != nil {
+			return Keys{}, errors.New("secret: hmac_key is not base64")
+		}
+		// A secret is for every instance: a key missing from it must not
+		// be made up by one of them.
+		if len(hmacKey) == 0 || doc.SigningKey == "" {
+			return Keys{}, errors.New("secret: master, or both hmac_key and signing_key, required")
+		}
+		k, err = FromValues(hmacKey, doc.SigningKey)
 	}
-	hmacKey, err := base64.StdEncoding.DecodeString(doc.HMACKey)
 	if err != nil {
-		return Keys{}, errors.New("secret: hmac_key is not base64")
+		return Keys{}, err
 	}
-	return FromValues(hmacKey, doc.SigningKey)
+	switch {
+	case doc.PreviousMaster != "":
+		old, err := FromMaster([]byte(doc.PreviousMaster))
+		if err != nil {
+			return Keys{}, fmt.Errorf("previous_master: %w", err)
+		}
+		k.Previous = &old.Signing.PublicKey
+	case doc.PreviousSigningKey != "":
+		old, err := token.ParsePEM(doc.PreviousSigningKey)
+		if err != nil {
+			return Keys{}, fmt.Errorf("previous_signing_key: %w", err)
+		}
+		k.Previous = &old.PublicKey
+	}
+	return k, nil
 }
 
 // FromMaster derives both keys from one random master secret (at least 32

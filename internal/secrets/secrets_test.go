@@ -86,8 +86,78 @@ func TestFromSecretsManagerExplicitKeys(t *testing.T) {
 	}
 }
 
+// TestFromSecretsManagerPrevious: during a rotation the secret names the
+// previous signing key beside the current one, in either form; the previous
+// key is kept public only, and the current key is the one that signs.
+func TestFromSecretsManagerPrevious(t *testing.T) {
+	oldMaster, newMaster := strings.Repeat("Old", 22), strings.Repeat("New", 22)
+	oldKeys, _ := secrets.FromMaster([]byte(oldMaster))
+	newKeys, _ := secrets.FromMaster([]byte(newMaster))
+	c, _ := secretsManager(t, `{"master":"`+newMaster+`","previous_master":"`+oldMaster+`"}`)
+	k, err := secrets.FromSecretsManager(context.Background(), c, arn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k.Signing.Equal(newKeys.Signing) || string(k.HMAC) != string(newKeys.HMAC) || k.Previous == nil || !k.Previous.Equal(&oldKeys.Signing.PublicKey) {
+		t.Fatal("previous_master: want the new keys, and the old signing key as previous")
+	}
+
+	oldPEM, newPEM := pemKey(t), pemKey(t)
+	doc, _ := json.Marshal(map[string]string{
+		"hmac_key":             base64.StdEncoding.EncodeToString([]byte(strings.Repeat("h", 32))),
+		"signing_key":          newPEM.pem,
+		"previous_signing_key": oldPEM.pem,
+	})
+	c, _ = secretsManager(t, string(doc))
+	k, err = secrets.FromSecretsManager(context.Background(), c, arn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k.Signing.Equal(newPEM.key) || k.Previous == nil || !k.Previous.Equal(&oldPEM.key.PublicKey) {
+		t.Fatal("previous_signing_key: want the new key signing, the old one as previous")
+	}
+}
+
+type testKey struct {
+	key *ecdsa.PrivateKey
+	pem string
+}
+
+func pemKey(t *testing.T) testKey {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalECPrivateKey(key)
+	return testKey{key, string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))}
+}
+
+func TestKeysEqual(t *testing.T) {
+	a, _ := secrets.FromMaster([]byte(strings.Repeat("Zq9", 22)))
+	b, _ := secrets.FromMaster([]byte(strings.Repeat("Zq9", 22)))
+	other, _ := secrets.FromMaster([]byte(strings.Repeat("Xy8", 22)))
+	if !a.Equal(b) {
+		t.Fatal("the same secret read twice is not Equal")
+	}
+	withPrevious := b
+	withPrevious.Previous = &other.Signing.PublicKey
+	otherHMAC := b
+	otherHMAC.HMAC = other.HMAC
+	otherSigning := b
+	otherSigning.Signing = other.Signing
+	for name, k := range map[string]secrets.Keys{"previous": withPrevious, "hmac": otherHMAC, "signing": otherSigning} {
+		if a.Equal(k) || k.Equal(a) {
+			t.Errorf("a different %s key is Equal", name)
+		}
+	}
+}
+
 func TestBadSecretsNeverEchoTheSecret(t *testing.T) {
 	for _, secret := range []string{
+		// A secret serves every instance: no instance may make up the
+		// half it lacks.
+		`{"hmac_key":"` + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("s3cr3t", 6))) + `"}`,
+		`{"signing_key":"s3cr3t"}`,
+		`{"master":"` + strings.Repeat("Zq9", 22) + `","previous_master":"s3cr3t"}`,
+		`{"master":"` + strings.Repeat("Zq9", 22) + `","previous_signing_key":"s3cr3t"}`,
 		`not json s3cr3t-value`,
 		`{"master":"short-s3cr3t"}`,
 		`{"hmac_key":"!!s3cr3t!!"}`,

@@ -70,6 +70,13 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (res SendResult, ad
 	if sender == nil {
 		return res, addr, ErrChannelDisabled
 	}
+	// The send's own calls end releaseReserve before the caller's deadline,
+	// so that the release of a failed send still fits before it.
+	if d, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.Add(-releaseReserve))
+		defer cancel()
+	}
 	now := s.Now()
 	var pass CaptchaPass
 	if req.CaptchaToken != nil {
@@ -168,10 +175,21 @@ type lookupResult struct {
 	err    error
 }
 
+// releaseReserve is the part of a send's deadline kept for the release: one
+// conditional UpdateItem, milliseconds when DynamoDB is well.
+const releaseReserve = 500 * time.Millisecond
+
 // release gives a reservation back even when the request's context is
-// already cancelled: a half-done send must not keep the user's cooldown.
+// already cancelled or past its deadline: a half-done send must not keep the
+// user's cooldown. It may run until the caller's own deadline (the send's
+// plus releaseReserve), and never past it: a function stopped by Lambda
+// would not answer at all. Without a deadline (a local server) it gets 3 s.
 func (s *Service) release(ctx context.Context, r Reservation) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	deadline := time.Now().Add(3 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Add(releaseReserve).Before(deadline) {
+		deadline = d.Add(releaseReserve)
+	}
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	_ = s.Store.Release(ctx, r) // best effort; the code expires on its own
 }

@@ -429,3 +429,68 @@ func TestNewCodeUniform(t *testing.T) {
 		}
 	}
 }
+
+// deadlineSender records the deadline of the context it is given and fails
+// the send for good.
+type deadlineSender struct {
+	deadline time.Time
+}
+
+func (d *deadlineSender) Send(ctx context.Context, _ verification.Message) error {
+	d.deadline, _ = ctx.Deadline()
+	return errors.New("ses: MessageRejected")
+}
+
+// releaseRecorder records the deadline of each Release's context.
+type releaseRecorder struct {
+	verification.Store
+	deadlines []time.Time
+}
+
+func (r *releaseRecorder) Release(ctx context.Context, res verification.Reservation) error {
+	d, _ := ctx.Deadline()
+	r.deadlines = append(r.deadlines, d)
+	return r.Store.Release(ctx, res)
+}
+
+// TestSendDeadlineLeavesTimeForTheRelease: under a caller's deadline (the
+// Lambda invocation's), the send's calls end 500 ms before it, and the
+// release of a failed send runs with the rest, never past the caller's
+// deadline; without a deadline the release gets 3 s.
+func TestSendDeadlineLeavesTimeForTheRelease(t *testing.T) {
+	f := newFixture(t, testLimits)
+	sender := &deadlineSender{}
+	rec := &releaseRecorder{Store: f.store}
+	f.svc.Senders[verification.Email] = sender
+	f.svc.Store = rec
+	deadline := time.Now().Add(2 * time.Second).Truncate(time.Millisecond) // under the 3 s a release gets at most
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	if _, _, err := f.svc.Send(ctx, emailSend("a@b.c", "ANY")); verification.KindOf(err) != verification.KindSendFailed {
+		t.Fatalf("got %v, want send_failed", err)
+	}
+	if want := deadline.Add(-500 * time.Millisecond); !sender.deadline.Equal(want) {
+		t.Errorf("the send's deadline is %v before the caller's, want 500ms", deadline.Sub(sender.deadline))
+	}
+	if len(rec.deadlines) != 1 || !rec.deadlines[0].Equal(deadline) {
+		t.Fatalf("release deadlines %v, want one at the caller's deadline %v", rec.deadlines, deadline)
+	}
+	// The release ran: the cooldown was given back.
+	f.svc.Senders[verification.Email] = f.email
+	if _, err := f.send(t, emailSend("a@b.c", "ANY")); err != nil {
+		t.Fatalf("retry after the released send: %v", err)
+	}
+
+	// No caller deadline: no deadline on the send, 3 s for the release.
+	f.svc.Senders[verification.Email] = sender
+	before := time.Now()
+	if _, _, err := f.svc.Send(context.Background(), emailSend("c@d.e", "ANY")); verification.KindOf(err) != verification.KindSendFailed {
+		t.Fatalf("got %v, want send_failed", err)
+	}
+	if !sender.deadline.IsZero() {
+		t.Errorf("the send has a deadline %v without a caller's", sender.deadline)
+	}
+	if got := rec.deadlines[1].Sub(before); got < 3*time.Second || got > time.Minute {
+		t.Errorf("release without a caller's deadline got %v, want 3s", got)
+	}
+}
