@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -142,6 +143,13 @@ func (f *function) Write(p []byte) (int, error) {
 	return f.log.Write(p)
 }
 
+// output is everything the emulator and the function printed so far.
+func (f *function) output() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.log.String()
+}
+
 // initReport is what the emulator says of the function's start: the INIT
 // phase (INIT REPORT durationMs) and the REPORT line's Init Duration, which
 // this emulator leaves near zero because it starts the function inside the
@@ -179,7 +187,9 @@ func (f *function) invoke(t *testing.T, event []byte) (int, []byte) {
 	return out.StatusCode, []byte(out.Body)
 }
 
-func startFunction(t *testing.T, rie, bootstrap, ddb, ses, sns string) *function {
+// startFunction starts the bootstrap under the emulator against fresh
+// tables; extra environment entries ("NAME=value") override the defaults.
+func startFunction(t *testing.T, rie, bootstrap, ddb, ses, sns string, extra ...string) *function {
 	t.Helper()
 	client, tables := dynamotest.StartTables(t, ddb)
 	_, err := client.PutItem(context.Background(), &dynamodb.PutItemInput{
@@ -207,11 +217,26 @@ func startFunction(t *testing.T, rie, bootstrap, ddb, ses, sns string) *function
 		"HMAC_KEY=cmllLXRlc3QtaG1hYy1rZXktcmllLXRlc3QtaG1hYy1rZXk=",
 		"SIGNING_KEY=" + string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})),
 	}
+	env = withEnv(env, extra...)
 	f := &function{}
 	var stop func()
 	f.url, stop = runRIE(t, rie, bootstrap, env, f)
 	t.Cleanup(stop)
 	return f
+}
+
+// withEnv returns env with each "NAME=value" of extra replacing the entry
+// of that name, or added; "NAME=" alone removes it.
+func withEnv(env []string, extra ...string) []string {
+	out := slices.Clone(env)
+	for _, e := range extra {
+		name, value, _ := strings.Cut(e, "=")
+		out = slices.DeleteFunc(out, func(x string) bool { return strings.HasPrefix(x, name+"=") })
+		if value != "" {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // runRIE starts the runtime interface emulator with the bootstrap and env,
@@ -325,4 +350,127 @@ func codeFromSES(t *testing.T, ses, to string) string {
 	}
 	t.Fatalf("no email to %s in SES", to)
 	return ""
+}
+
+// TestRuntimeEmulatorDeadline: with a function timeout of 3 s and an SES
+// endpoint that accepts connections and never answers, a send still
+// answers before Lambda would stop the function (no "Task timed out"): the
+// provider call ends at the invocation's deadline minus the reserves, the
+// outcome is unknown (the request went out), so the answer is 200 with a
+// verification_id and the code and cooldown are kept; the log line says so.
+func TestRuntimeEmulatorDeadline(t *testing.T) {
+	rie := testenv.Get(t, testenv.RIE)
+	ddb := testenv.Get(t, testenv.DynamoDB)
+	ses := testenv.Get(t, testenv.SES)
+	bootstrap := buildBootstrap(t)
+	sns := snsFake(t)
+	fn := startFunction(t, rie, bootstrap, ddb, ses, sns.URL,
+		"AWS_LAMBDA_FUNCTION_TIMEOUT=3",
+		"AWS_ENDPOINT_URL_SESV2=http://"+hangingListener(t))
+
+	// A first send by SMS (its provider answers) starts the function and
+	// warms DynamoDB Local, whose first transactions on a busy machine can
+	// take seconds of the 3 s by themselves.
+	// On a loaded machine the first ones may still run out of DynamoDB
+	// time (503), so up to ten, each to its own number.
+	for i := 0; ; i++ {
+		status, body := fn.invoke(t, restEvent("POST", "/auth/v1/verification", fmt.Sprintf(`{"target":"ANY","phone_number":"+86138001380%02d"}`, i)))
+		if status == 200 {
+			break
+		}
+		if i == 9 {
+			t.Fatalf("warm-up sends by SMS: last %d %s", status, body)
+		}
+	}
+	to := fmt.Sprintf("deadline-%d@example.com", time.Now().UnixNano())
+	start := time.Now()
+	status, body := fn.invoke(t, restEvent("POST", "/auth/v1/verification", fmt.Sprintf(`{"target":"ANY","email":%q}`, to)))
+	t.Logf("answered after %v with a 3 s function timeout", time.Since(start).Round(time.Millisecond))
+	var sent struct {
+		VerificationID string `json:"verification_id"`
+	}
+	if err := json.Unmarshal(body, &sent); status != 200 || err != nil || sent.VerificationID == "" {
+		t.Fatalf("send to a provider that never answers: %d %s, want 200 with a verification_id\nfunction log:\n%s", status, body, fn.output())
+	}
+	// The cooldown was kept: the message may still arrive.
+	if status, body := fn.invoke(t, restEvent("POST", "/auth/v1/verification", fmt.Sprintf(`{"target":"ANY","email":%q}`, to))); status != 429 {
+		t.Fatalf("second send: %d %s, want 429 (cooldown kept after an unknown outcome)", status, body)
+	}
+	logs := fn.output()
+	if strings.Contains(logs, "Task timed out") {
+		t.Fatalf("the function ran out of time:\n%s", logs)
+	}
+	if !strings.Contains(logs, `"delivery_outcome_unknown":true`) {
+		t.Fatalf("the log does not say the outcome is unknown:\n%s", logs)
+	}
+}
+
+// hangingListener accepts TCP connections and never answers (nor closes
+// them until the test ends): a provider that takes the request and stalls.
+func hangingListener(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return l.Addr().String()
+}
+
+// TestRuntimeEmulatorRefusesUnsharedKeys: in Lambda, a start without
+// KEYS_SECRET_ARN and without both literal keys fails at init, naming them,
+// rather than serving with keys no other instance has.
+func TestRuntimeEmulatorRefusesUnsharedKeys(t *testing.T) {
+	rie := testenv.Get(t, testenv.RIE)
+	ddb := testenv.Get(t, testenv.DynamoDB)
+	ses := testenv.Get(t, testenv.SES)
+	bootstrap := buildBootstrap(t)
+	sns := snsFake(t)
+	for _, drop := range [][]string{{"HMAC_KEY=", "SIGNING_KEY="}, {"SIGNING_KEY="}} {
+		t.Run(strings.Join(drop, ","), func(t *testing.T) {
+			fn := startFunction(t, rie, bootstrap, ddb, ses, sns.URL, drop...)
+			resp, err := http.Post(fn.url, "application/json", bytes.NewReader(restEvent("GET", "/auth/v1/.well-known/jwks.json", "")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if bytes.Contains(raw, []byte(`"statusCode"`)) {
+				t.Fatalf("the function served without shared keys: %s", raw)
+			}
+			// The emulator prints the function's stderr as it exits.
+			var logs string
+			for i := 0; i < 200; i++ {
+				if logs = fn.output(); strings.Contains(logs, "KEYS_SECRET_ARN") {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			for _, name := range []string{"KEYS_SECRET_ARN", "HMAC_KEY", "SIGNING_KEY"} {
+				if !strings.Contains(logs, name) {
+					t.Errorf("the init failure does not name %s:\n%s", name, logs)
+				}
+			}
+		})
+	}
 }

@@ -64,6 +64,7 @@ var envParameter = map[string]string{
 	"TOKEN_ISSUER":             "TokenIssuer",
 	"TOKEN_AUDIENCE":           "TokenAudience",
 	"TOKEN_TTL_SECONDS":        "TokenTtlSeconds",
+	"KEYS_REFRESH_SECONDS":     "KeysRefreshSeconds",
 	"METRICS_NAMESPACE":        "MetricsNamespace",
 	"CORS_ALLOWED_ORIGINS":     "CorsAllowedOrigins",
 }
@@ -116,6 +117,7 @@ var worlds = []world{
 			"TokenIssuer":            "https://auth.example.com",
 			"TokenAudience":          "signin.example.com",
 			"TokenTtlSeconds":        "420",
+			"KeysRefreshSeconds":     "120",
 			"CorsAllowedOrigins":     "https://app.example.com,http://localhost:5173",
 			"MetricsNamespace":       "Verifykit/Prod",
 		},
@@ -814,10 +816,13 @@ func TestIAM(t *testing.T) {
 		smsOn := p["Channels"] != "email"
 		emailOn := p["Channels"] != "sms"
 
-		// resource -> actions the function may perform on it.
+		// resource -> actions the function may perform on it. The DynamoDB
+		// actions are the ones the service's calls need, as the app's
+		// TestDynamoDBActions records them through every kind of request.
+		tables := dynamoActions(t)
 		allow := map[string][]string{
-			getAttPlaceholder("VerificationTable.Arn"): {"dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
-			usersARN:                     {"dynamodb:ConditionCheckItem", "dynamodb:GetItem"},
+			getAttPlaceholder("VerificationTable.Arn"): tables["VerificationTable"],
+			usersARN:                     tables["UsersTable"],
 			refPlaceholder("KeysSecret"): {"secretsmanager:GetSecretValue"},
 		}
 		deny := map[string][]string{}
@@ -885,6 +890,21 @@ func TestIAM(t *testing.T) {
 		compare("Allow", gotAllow, allow)
 		compare("Deny", gotDeny, deny)
 	})
+}
+
+// dynamoActions reads the IAM actions the service's DynamoDB calls need, per
+// table: the list internal/app's TestDynamoDBActions checks against the
+// calls the service makes through every kind of request.
+func dynamoActions(t *testing.T) map[string][]string {
+	t.Helper()
+	var m map[string][]string
+	if err := json.Unmarshal(readFile(t, "testdata/dynamodb-actions.json"), &m); err != nil {
+		t.Fatal(err)
+	}
+	if len(m["VerificationTable"]) == 0 || len(m["UsersTable"]) == 0 || len(m) != 2 {
+		t.Fatalf("dynamodb-actions.json: %v, want actions for VerificationTable and UsersTable", m)
+	}
+	return m
 }
 
 func TestAlarms(t *testing.T) {
