@@ -200,6 +200,11 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	if cfg.Lambda {
 		a.Handler.Metrics = logging.NewMetrics(o.Stdout, cfg.MetricsNamespace, "verifykit")
 	}
+	if !cfg.Lambda {
+		if a.Handler.Pages, err = demoPages(cfg); err != nil {
+			return nil, err
+		}
+	}
 	if outbox != nil && !cfg.Lambda {
 		a.Handler.DevOutbox = func() any {
 			return devSnapshot{Messages: outbox.Messages(), Captchas: dev.list()}
