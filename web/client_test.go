@@ -3,7 +3,6 @@ package web_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
 )
 
 // TestClientModule runs the client module's own tests (web/test, Node's test
@@ -112,6 +110,5 @@ func waitUp(t *testing.T, url string, exited <-chan struct{}) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatal(fmt.Sprintf("server %s did not answer", url))
+	t.Fatalf("server %s did not answer", url)
 }
-
