@@ -80,6 +80,9 @@ func load(yaml []byte) (*Contract, error) {
 	return &Contract{doc: doc, router: r}, nil
 }
 
+// Doc is the parsed contract.
+func (c *Contract) Doc() *openapi3.T { return c.doc }
+
 // Check reports how the exchange departs from the contract, or nil.
 func (c *Contract) Check(x Exchange) error {
 	ctx := context.Background()
