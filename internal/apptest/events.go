@@ -74,6 +74,10 @@ func CheckAnswer(t testing.TB, e Expectation, status int, body []byte) {
 		if m["type"] != "image" || !strings.HasPrefix(m["data"].(string), "data:image/png;base64,") {
 			t.Fatalf("captcha answer %.200s", body)
 		}
+	case strings.Contains(e.File, "openapi"):
+		if m["openapi"] != "3.1.0" || m["paths"] == nil {
+			t.Fatalf("openapi document %.200s", body)
+		}
 	case strings.Contains(e.File, "jwks"):
 		if keys, _ := m["keys"].([]any); len(keys) != 1 {
 			t.Fatalf("jwks %s", body)
