@@ -90,6 +90,11 @@ func NewWith(t testing.TB, env map[string]string, o app.Options) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Parse the contract Do checks against now, not inside a test's
+	// concurrent requests.
+	if _, err := openapitest.Load(); err != nil {
+		t.Fatal(err)
+	}
 	// The clock starts at the real time: DynamoDB Local deletes items whose
 	// TTL (derived from this clock) has passed, within seconds.
 	s := &Service{Clock: &Clock{t: time.Now().UTC().Truncate(time.Second)}, Stdout: &SafeBuffer{}}
