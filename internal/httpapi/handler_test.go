@@ -116,7 +116,7 @@ func TestRouting(t *testing.T) {
 		wantError    string
 	}{
 		{"GET", "/auth/v1/nope", 404, "not_found"},
-		{"POST", "/", 404, "not_found"},
+		{"POST", "/auth", 404, "not_found"},
 		{"GET", sendPath, 405, "method_not_allowed"},
 		{"PUT", "/auth/v1/verification/verify", 405, "method_not_allowed"},
 		{"POST", "/auth/v1/.well-known/jwks.json", 405, "method_not_allowed"},

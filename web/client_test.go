@@ -1,0 +1,114 @@
+package web_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestClientModule runs the client module's own tests (web/test, Node's test
+// runner) against the real local server binary: one server with the captcha
+// gate off, one that asks for a captcha from an IP's second send.
+func TestClientModule(t *testing.T) {
+	node := lookPath(t, "node")
+	bin := buildServer(t)
+	plain := startServer(t, bin, map[string]string{"CAPTCHA_IP_THRESHOLD": "0", "CAPTCHA_TARGET_THRESHOLD": "0"})
+	gated := startServer(t, bin, map[string]string{"CAPTCHA_IP_THRESHOLD": "1", "CAPTCHA_TARGET_THRESHOLD": "0"})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", "test/")
+	cmd.Env = append(os.Environ(), "VERIFYKIT_URL="+plain, "VERIFYKIT_CAPTCHA_URL="+gated, "NO_COLOR=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node --test: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+}
+
+// lookPath finds a program the test needs; without it the test skips,
+// unless make test runs it (REQUIRE_SERVICES), where it fails.
+func lookPath(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("REQUIRE_SERVICES") != "" {
+			t.Fatalf("%s is not installed (scripts/standins.sh installs it)", name)
+		}
+		t.Skipf("%s is not installed", name)
+	}
+	return p
+}
+
+// buildServer builds the service's binary, as `make run` runs it.
+func buildServer(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "verification")
+	cmd := exec.Command("go", "build", "-o", bin, "./functions/verification")
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startServer runs the local server on a free loopback port and returns its
+// URL once it answers.
+func startServer(t *testing.T, bin string, env map[string]string) string {
+	t.Helper()
+	addr := freeAddr(t)
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "ADDR="+addr, "AWS_LAMBDA_RUNTIME_API=", "VERIFICATION_TABLE=", "USERS_TABLE=")
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		<-done
+		if t.Failed() {
+			t.Logf("server %s log:\n%s", addr, logs.String())
+		}
+	})
+	url := "http://" + addr
+	waitUp(t, url, done)
+	return url
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitUp(t *testing.T, url string, exited <-chan struct{}) {
+	t.Helper()
+	for i := 0; i < 300; i++ {
+		select {
+		case <-exited:
+			t.Fatalf("server %s exited at start", url)
+		default:
+		}
+		if resp, err := http.Get(url + "/auth/v1/openapi.json"); err == nil {
+			resp.Body.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("server %s did not answer", url)
+}
