@@ -189,11 +189,12 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		Verification: svc,
 		Captchas:     captchas,
 		JWKS:         issuer.JWKS(),
-		Log:          log,
-		Now:          o.Now,
-	}
-	if len(cfg.CORSAllowedOrigins) > 0 {
-		a.Handler.CORS = httpapi.NewCORS(cfg.CORSAllowedOrigins)
+		// The Origin rule's list: the configured origins, and locally the
+		// server's own, so its own pages can call it.
+		CORS: httpapi.NewCORS(append(cfg.LocalOrigins(), cfg.CORSAllowedOrigins...)),
+		IP:   httpapi.ClientIP{IPv6PrefixBits: cfg.IPv6PrefixBits, TrustedProxyHops: cfg.TrustedProxyHops},
+		Log:  log,
+		Now:  o.Now,
 	}
 	// Metrics go to CloudWatch through the Lambda log stream; a local server
 	// has nowhere to send them.

@@ -66,6 +66,8 @@ var envParameter = map[string]string{
 	"TOKEN_TTL_SECONDS":        "TokenTtlSeconds",
 	"METRICS_NAMESPACE":        "MetricsNamespace",
 	"CORS_ALLOWED_ORIGINS":     "CorsAllowedOrigins",
+	"IPV6_PREFIX_BITS":         "Ipv6PrefixBits",
+	"TRUSTED_PROXY_HOPS":       "TrustedProxyHops",
 }
 
 // A world is one deployment: a set of parameter overrides. The typed checks
@@ -117,6 +119,8 @@ var worlds = []world{
 			"TokenAudience":          "signin.example.com",
 			"TokenTtlSeconds":        "420",
 			"CorsAllowedOrigins":     "https://app.example.com,http://localhost:5173",
+			"Ipv6PrefixBits":         "56",
+			"TrustedProxyHops":       "1",
 			"MetricsNamespace":       "Verifykit/Prod",
 		},
 	},

@@ -28,6 +28,7 @@ var statuses = map[verification.Kind]int{
 	verification.KindCaptchaRequired:         http.StatusPreconditionRequired,
 	verification.KindRateLimitExceeded:       http.StatusTooManyRequests,
 	verification.KindTooManyAttempts:         http.StatusTooManyRequests,
+	verification.KindOriginNotAllowed:        http.StatusForbidden,
 	verification.KindNotFound:                http.StatusNotFound,
 	verification.KindMethodNotAllowed:        http.StatusMethodNotAllowed,
 	verification.KindSendFailed:              http.StatusBadGateway,

@@ -31,6 +31,9 @@ type Request struct {
 	Body      []byte
 	SourceIP  string // as the platform observed it; never a client header
 	RequestID string
+	// IPKey is set by Serve: the key every per-IP limit and gate counts this
+	// request under (see ClientIP). Routes hand it to the domain as the IP.
+	IPKey string
 }
 
 // Response is an HTTP response whatever transport takes it back.
@@ -56,7 +59,9 @@ type Handler struct {
 	DevOutbox func() any
 	// CORS, when set, answers preflights and lets the allowed origins read
 	// the answers.
-	CORS    *CORS
+	CORS *CORS
+	// IP turns source IPs into IP keys.
+	IP      ClientIP
 	Log     *slog.Logger
 	Metrics *logging.Metrics
 	Now     func() time.Time
@@ -76,6 +81,14 @@ var routes = map[string]route{
 	"/dev/outbox":                    {"GET", (*Handler).devOutbox},
 }
 
+// publicDocuments are the routes the Origin rule leaves open: public,
+// read-only documents that any site may fetch and that key, store and send
+// nothing.
+var publicDocuments = map[string]bool{
+	"GET /auth/v1/.well-known/jwks.json": true,
+	"GET /auth/v1/openapi.json":          true,
+}
+
 // Serve answers one request. It never fails: every error becomes a response.
 func (h *Handler) Serve(ctx context.Context, r *Request) Response {
 	start := h.Now()
@@ -88,6 +101,19 @@ func (h *Handler) Serve(ctx context.Context, r *Request) Response {
 }
 
 func (h *Handler) dispatch(ctx context.Context, r *Request, l *logEntry) Response {
+	// The Origin rule comes before anything else, body errors included: a
+	// foreign page must learn nothing and cause nothing, and a preflight from
+	// it gets no CORS headers.
+	if origin, present := r.Header["origin"]; !publicDocuments[r.Method+" "+r.Path] && !h.CORS.allows(origin, present) {
+		l.Origin = origin
+		return h.fail(l, errOriginNotAllowed)
+	}
+	key, err := h.IP.Key(r.SourceIP, r.Header["x-forwarded-for"])
+	if err != nil {
+		l.Reason = "missing_source_ip"
+		return h.fail(l, err)
+	}
+	r.IPKey, l.IPKey = key, key
 	rt, ok := routes[r.Path]
 	if !ok || (r.Path == "/dev/outbox" && h.DevOutbox == nil) {
 		l.Route = "unknown"
@@ -107,6 +133,8 @@ func (h *Handler) dispatch(ctx context.Context, r *Request, l *logEntry) Respons
 	return rt.serve(h, ctx, r, l)
 }
 
+var errOriginNotAllowed = verification.Errorf(verification.KindOriginNotAllowed, "Requests from this origin are not allowed")
+
 func (h *Handler) fail(l *logEntry, err error) Response {
 	l.Err = err
 	return errorResponse(err)
@@ -121,7 +149,7 @@ func (h *Handler) send(ctx context.Context, r *Request, l *logEntry) Response {
 		Target:      b.Target,
 		PhoneNumber: b.PhoneNumber,
 		Email:       b.Email,
-		IP:          r.SourceIP,
+		IP:          r.IPKey,
 	}
 	if b.Locale != nil {
 		req.Locale = *b.Locale
