@@ -70,7 +70,10 @@ func (h *Handler) finish(ctx context.Context, r *Request, l *logEntry, start tim
 		// client input are expected and their causes say nothing new.
 		if kind == verification.KindInternal || kind == verification.KindServiceUnavailable || kind == verification.KindSendFailed {
 			level = slog.LevelError
-			attrs = append(attrs, slog.String("cause", l.Err.Error()))
+			// Provider and store texts can quote a phone number or an
+			// address; the redactor masks them, as a second line behind
+			// senders that already report failures by code.
+			attrs = append(attrs, slog.String("cause", logging.Redact(l.Err.Error())))
 		}
 	}
 	h.Log.LogAttrs(ctx, level, "request", attrs...)
