@@ -8,7 +8,7 @@ import (
 	"github.com/verifykit/verifykit/internal/verification"
 )
 
-// statuses is THE table from error kind to HTTP status (SPEC §2.5). Nothing
+// statuses is THE table from error kind to HTTP status (the README error table). Nothing
 // else in the service chooses an error status.
 var statuses = map[verification.Kind]int{
 	verification.KindInvalidRequest:          http.StatusBadRequest,

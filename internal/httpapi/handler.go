@@ -20,7 +20,7 @@ import (
 	"github.com/verifykit/verifykit/internal/verification"
 )
 
-// MaxBody is the largest request body accepted (SPEC §2).
+// MaxBody is the largest request body accepted: 8 KiB.
 const MaxBody = 8 << 10
 
 // Request is an HTTP request whatever transport brought it.
@@ -182,7 +182,7 @@ func (h *Handler) verify(ctx context.Context, r *Request, l *logEntry) Response 
 }
 
 func (h *Handler) captchaNew(ctx context.Context, r *Request, l *logEntry) Response {
-	// An empty body is the same as {} (SPEC §2); anything else must be a
+	// An empty body is the same as {}; anything else must be a
 	// well-formed object.
 	if len(r.Body) > 0 {
 		var b emptyBody

@@ -77,7 +77,7 @@ func TestStrictBodies(t *testing.T) {
 	}
 }
 
-// checkEnvelope checks the error envelope of SPEC §2.5.
+// checkEnvelope checks the error envelope every refusal shares.
 func checkEnvelope(t *testing.T, status int, hdr map[string]string, body map[string]any, want string) {
 	t.Helper()
 	if body["error"] != want {
