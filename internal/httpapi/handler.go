@@ -57,8 +57,9 @@ type Handler struct {
 	// DevOutbox, when set (local mode with the outbox sender only), serves
 	// GET /dev/outbox with what it returns.
 	DevOutbox func() any
-	// CORS, when set, answers preflights and lets the allowed origins read
-	// the answers.
+	// CORS lists the browser origins allowed to call the API: it answers
+	// their preflights and lets them read the answers. A request with any
+	// other Origin is refused; nil refuses every Origin.
 	CORS *CORS
 	// IP turns source IPs into IP keys.
 	IP      ClientIP
