@@ -102,6 +102,9 @@ func (h *Handler) Serve(ctx context.Context, r *Request) Response {
 }
 
 func (h *Handler) dispatch(ctx context.Context, r *Request, l *logEntry) Response {
+	// Every log line carries the IP key, refusals included.
+	key, keyErr := h.IP.Key(r.SourceIP, r.Header["x-forwarded-for"])
+	r.IPKey, l.IPKey = key, key
 	// The Origin rule comes before anything else, body errors included: a
 	// foreign page must learn nothing and cause nothing, and a preflight from
 	// it gets no CORS headers.
@@ -109,12 +112,10 @@ func (h *Handler) dispatch(ctx context.Context, r *Request, l *logEntry) Respons
 		l.Origin = origin
 		return h.fail(l, errOriginNotAllowed)
 	}
-	key, err := h.IP.Key(r.SourceIP, r.Header["x-forwarded-for"])
-	if err != nil {
+	if keyErr != nil {
 		l.Reason = "missing_source_ip"
-		return h.fail(l, err)
+		return h.fail(l, keyErr)
 	}
-	r.IPKey, l.IPKey = key, key
 	rt, ok := routes[r.Path]
 	if !ok || (r.Path == "/dev/outbox" && h.DevOutbox == nil) {
 		l.Route = "unknown"
