@@ -22,6 +22,8 @@ func TestBadConfigurationStopsStartUp(t *testing.T) {
 		{"ALLOWED_PHONE_REGIONS=CN,ZZ"},
 		{"DEFAULT_LOCALE=fr"},
 		{"CHANNELS=sms,fax"},
+		// The outbox sender on a network address would publish codes.
+		{"ADDR=0.0.0.0:0"},
 	} {
 		cmd := exec.Command(bin)
 		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "ADDR=127.0.0.1:0"}, env...)

@@ -176,10 +176,10 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 			return nil, err
 		}
 	}
-	var cors *httpapi.CORS
-	if len(cfg.CORSAllowedOrigins) > 0 {
-		cors = httpapi.NewCORS(cfg.CORSAllowedOrigins)
-	}
+	// The Origin rule's list: the configured origins, and locally the
+	// server's own, so its own pages can call it.
+	cors := httpapi.NewCORS(append(cfg.LocalOrigins(), cfg.CORSAllowedOrigins...))
+	ipKeys := httpapi.ClientIP{IPv6PrefixBits: cfg.IPv6PrefixBits, TrustedProxyHops: cfg.TrustedProxyHops}
 	// build makes everything that holds a key; a rotation builds it again
 	// around the same store and senders.
 	build := func(keys secrets.Keys) (*httpapi.Handler, error) {
@@ -222,6 +222,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 			Log:          log,
 			Now:          o.Now,
 			CORS:         cors,
+			IP:           ipKeys,
 			Metrics:      metrics,
 			Pages:        pages,
 		}

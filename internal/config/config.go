@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -53,6 +54,8 @@ type Config struct {
 	KeysRefresh time.Duration
 
 	CORSAllowedOrigins []string
+	IPv6PrefixBits     int // IPv6 clients share one IP key per prefix of this length
+	TrustedProxyHops   int // trusted proxies in front of API Gateway; 0 ignores X-Forwarded-For
 	Addr               string
 	LogLevel           string
 	MetricsNamespace   string
@@ -152,13 +155,68 @@ func Load(getenv func(string) string, checks Checks) (*Config, error) {
 	if c.ChannelOn("email") && c.EmailSender == "smtp" && c.SMTPURL == "" && c.SMTPURLSecretARN == "" {
 		l.fail("SMTP_URL", "is required when EMAIL_SENDER=smtp (or SMTP_URL_SECRET_ARN)")
 	}
-	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+	c.IPv6PrefixBits = l.bounded("IPV6_PREFIX_BITS", 64, 32, 128)
+	c.TrustedProxyHops = l.bounded("TRUSTED_PROXY_HOPS", 0, 0, maxProxyHops)
+	if host, _, err := net.SplitHostPort(c.Addr); err != nil {
 		l.fail("ADDR", "must be host:port")
+	} else if !c.Lambda && !loopback(host) {
+		// Whatever prints codes or vouches for made-up users must not be
+		// reachable from a network: anyone there could read any code at
+		// /dev/outbox.
+		if pubs := c.codePublishers(); len(pubs) > 0 {
+			l.fail("ADDR", "%q is not a loopback address, but %s would hand codes (printed and at /dev/outbox) or made-up users to anyone on the network; listen on 127.0.0.1, [::1] or localhost, or use real senders and USERS_TABLE", c.Addr, strings.Join(pubs, " and "))
+		}
 	}
 	if len(l.problems) > 0 {
 		return nil, errors.New("configuration: " + strings.Join(l.problems, "; "))
 	}
 	return c, nil
+}
+
+// maxProxyHops bounds TRUSTED_PROXY_HOPS: no real chain of trusted proxies
+// in front of API Gateway is longer.
+const maxProxyHops = 5
+
+// codePublishers names the settings that make the local server hand codes
+// or made-up users to whoever can reach it.
+func (c *Config) codePublishers() []string {
+	var out []string
+	if c.ChannelOn("sms") && c.SMSSender == "outbox" {
+		out = append(out, "SMS_SENDER=outbox")
+	}
+	if c.ChannelOn("email") && c.EmailSender == "outbox" {
+		out = append(out, "EMAIL_SENDER=outbox")
+	}
+	if len(c.DevUsers) > 0 {
+		out = append(out, "DEV_USERS")
+	}
+	return out
+}
+
+// loopback reports whether a listen host is reachable from this machine
+// only: "localhost" or a loopback address. An empty host listens on every
+// interface.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Zone() == "" && a.Unmap().IsLoopback()
+}
+
+// LocalOrigins are the browser origins of the local server itself
+// (http://ADDR, and http://localhost:PORT when ADDR is a loopback address),
+// always allowed by the Origin rule so the local demo page works.
+func (c *Config) LocalOrigins() []string {
+	host, port, err := net.SplitHostPort(c.Addr)
+	if err != nil || host == "" || c.Lambda {
+		return nil
+	}
+	out := []string{"http://" + net.JoinHostPort(host, port)}
+	if loopback(host) && host != "localhost" {
+		out = append(out, "http://"+net.JoinHostPort("localhost", port))
+	}
+	return out
 }
 
 // ChannelOn reports whether ch ("sms" or "email") is switched on.
@@ -246,10 +304,11 @@ func (l *loader) list(name, def string, valid func(string) bool) []string {
 	return out
 }
 
-// validOrigin accepts "*" or a browser origin: http(s)://host[:port], nothing
-// after it.
+// validOrigin accepts "*", "null" (the Origin of sandboxed frames and
+// file:// pages, allowed only when listed) or a browser origin:
+// http(s)://host[:port], nothing after it.
 func validOrigin(o string) bool {
-	if o == "*" {
+	if o == "*" || o == "null" {
 		return true
 	}
 	u, err := url.Parse(o)

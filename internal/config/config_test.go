@@ -92,6 +92,17 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{map[string]string{"CORS_ALLOWED_ORIGINS": "https://app.example.com/login"}, "CORS_ALLOWED_ORIGINS"},
 		{map[string]string{"CORS_ALLOWED_ORIGINS": "app.example.com"}, "CORS_ALLOWED_ORIGINS"},
 		{map[string]string{"CORS_ALLOWED_ORIGINS": "https://a.example,http://localhost:5173,*"}, ""},
+		{map[string]string{"CORS_ALLOWED_ORIGINS": "null"}, ""},
+		{map[string]string{"CORS_ALLOWED_ORIGINS": "NULL"}, "CORS_ALLOWED_ORIGINS"},
+		{map[string]string{"IPV6_PREFIX_BITS": "31"}, "IPV6_PREFIX_BITS"},
+		{map[string]string{"IPV6_PREFIX_BITS": "129"}, "IPV6_PREFIX_BITS"},
+		{map[string]string{"IPV6_PREFIX_BITS": "/64"}, "IPV6_PREFIX_BITS"},
+		{map[string]string{"IPV6_PREFIX_BITS": "32"}, ""},
+		{map[string]string{"IPV6_PREFIX_BITS": "128"}, ""},
+		{map[string]string{"TRUSTED_PROXY_HOPS": "-1"}, "TRUSTED_PROXY_HOPS"},
+		{map[string]string{"TRUSTED_PROXY_HOPS": "6"}, "TRUSTED_PROXY_HOPS"},
+		{map[string]string{"TRUSTED_PROXY_HOPS": "one"}, "TRUSTED_PROXY_HOPS"},
+		{map[string]string{"TRUSTED_PROXY_HOPS": "2"}, ""},
 		{map[string]string{"AWS_LAMBDA_RUNTIME_API": "x", "VERIFICATION_TABLE": "v", "USERS_TABLE": "u", "SMS_SENDER": "outbox"}, "SMS_SENDER"},
 		{map[string]string{"AWS_LAMBDA_RUNTIME_API": "x", "VERIFICATION_TABLE": "v", "USERS_TABLE": "u", "EMAIL_SENDER": "outbox"}, "EMAIL_SENDER"},
 	}
@@ -111,5 +122,92 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 	_, err := load(map[string]string{"CODE_TTL_SECONDS": "x", "MAX_VERIFY_ATTEMPTS": "y"})
 	if err == nil || !strings.Contains(err.Error(), "CODE_TTL_SECONDS") || !strings.Contains(err.Error(), "MAX_VERIFY_ATTEMPTS") {
 		t.Fatalf("got %v, want both variables named", err)
+	}
+}
+
+func TestProxyAndIPv6Defaults(t *testing.T) {
+	c, err := load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.IPv6PrefixBits != 64 || c.TrustedProxyHops != 0 {
+		t.Fatalf("IPv6PrefixBits %d TrustedProxyHops %d, want 64 and 0", c.IPv6PrefixBits, c.TrustedProxyHops)
+	}
+}
+
+// TestLocalServerStaysOnLoopback: whatever hands out codes or made-up users
+// (an outbox sender, /dev/outbox, DEV_USERS) must not listen on a network.
+func TestLocalServerStaysOnLoopback(t *testing.T) {
+	real := map[string]string{"SMS_SENDER": "sns", "EMAIL_SENDER": "ses"}
+	with := func(base map[string]string, kv ...string) map[string]string {
+		out := map[string]string{}
+		for k, v := range base {
+			out[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			out[kv[i]] = kv[i+1]
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string // words the error must hold; nil: start-up succeeds
+	}{
+		{"default", nil, nil},
+		{"loopback IPv4", with(nil, "ADDR", "127.0.0.1:8080"), nil},
+		{"loopback IPv4, other address", with(nil, "ADDR", "127.0.0.2:8080"), nil},
+		{"loopback IPv6", with(nil, "ADDR", "[::1]:8080"), nil},
+		{"localhost", with(nil, "ADDR", "localhost:8080"), nil},
+		{"all interfaces, outbox", with(nil, "ADDR", ":3000"), []string{"ADDR", `":3000"`, "SMS_SENDER=outbox", "EMAIL_SENDER=outbox"}},
+		{"0.0.0.0, outbox", with(nil, "ADDR", "0.0.0.0:3000"), []string{"ADDR", "0.0.0.0:3000", "SMS_SENDER=outbox"}},
+		{"LAN address, email outbox only", with(nil, "ADDR", "192.168.1.5:3000", "CHANNELS", "email"), []string{"ADDR", "192.168.1.5:3000", "EMAIL_SENDER=outbox"}},
+		{"host name, outbox", with(nil, "ADDR", "myhost.example:3000"), []string{"ADDR", "myhost.example:3000", "SMS_SENDER=outbox"}},
+		{"[::], outbox", with(nil, "ADDR", "[::]:3000"), []string{"ADDR", "SMS_SENDER=outbox"}},
+		{"real senders, DEV_USERS", with(real, "ADDR", "0.0.0.0:3000", "DEV_USERS", "a@b.c"), []string{"ADDR", "0.0.0.0:3000", "DEV_USERS"}},
+		{"real senders", with(real, "ADDR", "0.0.0.0:3000"), nil},
+		{"outbox channel switched off", with(nil, "ADDR", "0.0.0.0:3000", "CHANNELS", "sms", "SMS_SENDER", "sns"), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := load(tt.env)
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("got %v, want start-up", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("started; want a refusal")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %s", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestLocalOrigins(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		want string
+	}{
+		{nil, "http://127.0.0.1:3000 http://localhost:3000"},
+		{map[string]string{"ADDR": "[::1]:8080"}, "http://[::1]:8080 http://localhost:8080"},
+		{map[string]string{"ADDR": "localhost:8080"}, "http://localhost:8080"},
+		{map[string]string{"ADDR": "0.0.0.0:8080", "SMS_SENDER": "sns", "EMAIL_SENDER": "ses"}, "http://0.0.0.0:8080"},
+		{map[string]string{"ADDR": ":8080", "SMS_SENDER": "sns", "EMAIL_SENDER": "ses"}, ""},
+		{map[string]string{"AWS_LAMBDA_RUNTIME_API": "x", "VERIFICATION_TABLE": "v", "USERS_TABLE": "u"}, ""},
+	}
+	for _, tt := range tests {
+		c, err := load(tt.env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(c.LocalOrigins(), " "); got != tt.want {
+			t.Errorf("%v: LocalOrigins %q, want %q", tt.env, got, tt.want)
+		}
 	}
 }

@@ -24,7 +24,7 @@ var errorStatus = map[string]int{
 	"invalid_verification_code": 400, "invalid_captcha": 400, "captcha_expired": 400,
 	"verification_expired": 400, "captcha_used": 400, "captcha_invalid": 403, "user_not_found": 404,
 	"user_already_exists": 409, "channel_disabled": 403, "payload_too_large": 413,
-	"captcha_required": 428, "rate_limit_exceeded": 429, "too_many_attempts": 429, "not_found": 404,
+	"captcha_required": 428, "rate_limit_exceeded": 429, "too_many_attempts": 429, "origin_not_allowed": 403, "not_found": 404,
 	"method_not_allowed": 405, "send_failed": 502, "service_unavailable": 503, "internal_error": 500,
 }
 
@@ -100,10 +100,36 @@ func checkBody(t *testing.T, body string, b64 bool) {
 	}
 }
 
+// The documentation ranges the samples' source IPs come from, IPv4 and IPv6.
 var (
-	restIPs = netip.MustParsePrefix("203.0.113.0/24")
-	httpIPs = netip.MustParsePrefix("198.51.100.0/24")
+	restIPs = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8:1::/48")}
+	httpIPs = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8:2::/48")}
 )
+
+func inRanges(ranges []netip.Prefix, ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	for _, p := range ranges {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// ipKey is the per-IP budget a source IP counts under by default: the
+// address, or the /64 of an IPv6 address. Two samples in one key would
+// share a budget.
+func ipKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || a.Unmap().Is4() {
+		return ip
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
+}
 
 func TestEvents(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join(eventsDir, "*.json"))
@@ -114,7 +140,7 @@ func TestEvents(t *testing.T) {
 	routes := templateRoutes(t)
 	ips := map[string]string{}
 	covered := map[string]bool{} // "rest METHOD /path" and "http METHOD /path"
-	var base64Bodies int
+	var base64Bodies, ipv6Events int
 
 	for _, file := range files {
 		name := filepath.Base(file)
@@ -163,7 +189,7 @@ func TestEvents(t *testing.T) {
 				if ev.IsBase64Encoded {
 					base64Bodies++
 				}
-				if !restIPs.Contains(netip.MustParseAddr(ip)) {
+				if !inRanges(restIPs, ip) {
 					t.Errorf("sourceIp %s outside %s", ip, restIPs)
 				}
 			case strings.HasPrefix(name, "http-"):
@@ -195,22 +221,28 @@ func TestEvents(t *testing.T) {
 				if ev.IsBase64Encoded {
 					base64Bodies++
 				}
-				if !httpIPs.Contains(netip.MustParseAddr(ip)) {
+				if !inRanges(httpIPs, ip) {
 					t.Errorf("sourceIp %s outside %s", ip, httpIPs)
 				}
 			default:
 				t.Fatal("name must start with rest- or http-")
 			}
-			if other, dup := ips[ip]; dup {
-				t.Errorf("sourceIp %s also used by %s", ip, other)
+			if other, dup := ips[ipKey(ip)]; dup {
+				t.Errorf("sourceIp %s shares its IP key %s with %s", ip, ipKey(ip), other)
 			}
-			ips[ip] = name
+			ips[ipKey(ip)] = name
+			if strings.Contains(ip, ":") {
+				ipv6Events++
+			}
 		})
 	}
 	for name := range want {
 		if !slices.Contains(files, filepath.Join(eventsDir, name)) {
 			t.Errorf("README lists %s, which does not exist", name)
 		}
+	}
+	if ipv6Events == 0 {
+		t.Error("no event from an IPv6 client")
 	}
 	if base64Bodies == 0 {
 		t.Error("no event with a base64-encoded body")

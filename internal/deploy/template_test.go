@@ -67,6 +67,8 @@ var envParameter = map[string]string{
 	"KEYS_REFRESH_SECONDS":     "KeysRefreshSeconds",
 	"METRICS_NAMESPACE":        "MetricsNamespace",
 	"CORS_ALLOWED_ORIGINS":     "CorsAllowedOrigins",
+	"IPV6_PREFIX_BITS":         "Ipv6PrefixBits",
+	"TRUSTED_PROXY_HOPS":       "TrustedProxyHops",
 }
 
 // A world is one deployment: a set of parameter overrides. The typed checks
@@ -82,14 +84,16 @@ var worlds = []world{
 	{
 		name: "existing users table, SES with configuration set, WAF, alarm topic",
 		overrides: map[string]any{
-			"UsersTableName":      "legacy-users",
-			"EmailFrom":           "Example <no-reply@example.com>",
-			"SesIdentity":         "example.com",
-			"SesConfigurationSet": "verifykit-events",
-			"WebAclArn":           "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/verifykit/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
-			"AlarmTopicArn":       "arn:aws:sns:us-east-1:123456789012:ops-alerts",
-			"ReservedConcurrency": 7,
-			"StageName":           "prod",
+			"UsersTableName":                 "legacy-users",
+			"EmailFrom":                      "Example <no-reply@example.com>",
+			"SesIdentity":                    "example.com",
+			"SesConfigurationSet":            "verifykit-events",
+			"WebAclArn":                      "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/verifykit/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+			"AlarmTopicArn":                  "arn:aws:sns:us-east-1:123456789012:ops-alerts",
+			"ReservedConcurrency":            7,
+			"OutcomeUnknownAlarmThreshold":   12,
+			"StoreUnavailableAlarmThreshold": 3,
+			"StageName":                      "prod",
 		},
 	},
 	{
@@ -119,6 +123,8 @@ var worlds = []world{
 			"TokenTtlSeconds":        "420",
 			"KeysRefreshSeconds":     "120",
 			"CorsAllowedOrigins":     "https://app.example.com,http://localhost:5173",
+			"Ipv6PrefixBits":         "56",
+			"TrustedProxyHops":       "1",
 			"MetricsNamespace":       "Verifykit/Prod",
 		},
 	},
@@ -918,6 +924,8 @@ func TestAlarms(t *testing.T) {
 		}{
 			{"ProviderFailuresAlarm", p["MetricsNamespace"], "ProviderFailures", "Sum", p["ProviderFailureAlarmThreshold"], service},
 			{"SendsRefusedAlarm", p["MetricsNamespace"], "SendsRefused", "Sum", p["RefusalAlarmThreshold"], service},
+			{"DeliveryOutcomeUnknownAlarm", p["MetricsNamespace"], "DeliveryOutcomeUnknown", "Sum", p["OutcomeUnknownAlarmThreshold"], service},
+			{"StoreUnavailableAlarm", p["MetricsNamespace"], "StoreUnavailable", "Sum", p["StoreUnavailableAlarmThreshold"], service},
 			{"SmsSpendAlarm", "AWS/SNS", "SMSMonthToDateSpentUSD", "Maximum", p["SmsSpendAlarmUSD"], nil},
 			{"FunctionThrottlesAlarm", "AWS/Lambda", "Throttles", "Sum", "1", function},
 			{"FunctionErrorsAlarm", "AWS/Lambda", "Errors", "Sum", "1", function},

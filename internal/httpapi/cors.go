@@ -5,17 +5,21 @@ import (
 	"strconv"
 )
 
-// CORS lets browser apps on the listed origins call the API. The API uses no
-// cookies or credentials, so a browser only needs to be told which origins
-// may read the answers; any other origin still gets an answer, which its
-// browser hides from it.
+// CORS lets browser apps on the listed origins call the API, and is the list
+// the Origin rule checks: a request carrying any other Origin is refused
+// before it is read (see Handler.Serve). CORS alone could not stop a page on
+// another site: a "no-cors" text/plain POST needs no preflight, so the
+// browser sends it and only hides the answer, after the code went out.
 type CORS struct {
 	any     bool
 	origins map[string]bool
 }
 
-// NewCORS allows the given origins ("https://app.example.com"); "*" allows
-// every origin. No origins: no CORS headers at all.
+// NewCORS allows the given origins ("https://app.example.com"), compared
+// byte for byte with the Origin header as the browser sends it ("null" only
+// when listed). "*" allows every origin, which also lets any site make its
+// visitors' browsers send codes: the README says so where it documents
+// CORS_ALLOWED_ORIGINS. No origins: every request with an Origin is refused.
 func NewCORS(origins []string) *CORS {
 	c := &CORS{origins: map[string]bool{}}
 	for _, o := range origins {
@@ -39,6 +43,17 @@ func (c *CORS) preflight(r *Request, method string) Response {
 		resp.Header["Access-Control-Max-Age"] = strconv.Itoa(preflightMaxAge)
 	}
 	return resp
+}
+
+// allows reports whether a request with this Origin header may be served.
+// No Origin at all (servers, mobile apps, curl) is always allowed: only
+// browsers send one, and they cannot leave it out. A nil CORS allows no
+// origin.
+func (c *CORS) allows(origin string, present bool) bool {
+	if !present {
+		return true
+	}
+	return c != nil && (c.any || c.origins[origin])
 }
 
 // decorate adds the CORS headers to resp when the request's origin is

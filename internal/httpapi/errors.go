@@ -8,7 +8,7 @@ import (
 	"github.com/verifykit/verifykit/internal/verification"
 )
 
-// statuses is THE table from error kind to HTTP status (SPEC §2.5). Nothing
+// statuses is THE table from error kind to HTTP status (the README error table). Nothing
 // else in the service chooses an error status.
 var statuses = map[verification.Kind]int{
 	verification.KindInvalidRequest:          http.StatusBadRequest,
@@ -28,6 +28,7 @@ var statuses = map[verification.Kind]int{
 	verification.KindCaptchaRequired:         http.StatusPreconditionRequired,
 	verification.KindRateLimitExceeded:       http.StatusTooManyRequests,
 	verification.KindTooManyAttempts:         http.StatusTooManyRequests,
+	verification.KindOriginNotAllowed:        http.StatusForbidden,
 	verification.KindNotFound:                http.StatusNotFound,
 	verification.KindMethodNotAllowed:        http.StatusMethodNotAllowed,
 	verification.KindSendFailed:              http.StatusBadGateway,

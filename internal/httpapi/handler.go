@@ -20,7 +20,7 @@ import (
 	"github.com/verifykit/verifykit/internal/verification"
 )
 
-// MaxBody is the largest request body accepted (SPEC §2).
+// MaxBody is the largest request body accepted: 8 KiB.
 const MaxBody = 8 << 10
 
 // Request is an HTTP request whatever transport brought it.
@@ -31,6 +31,9 @@ type Request struct {
 	Body      []byte
 	SourceIP  string // as the platform observed it; never a client header
 	RequestID string
+	// IPKey is set by Serve: the key every per-IP limit and gate counts this
+	// request under (see ClientIP). Routes hand it to the domain as the IP.
+	IPKey string
 }
 
 // Response is an HTTP response whatever transport takes it back.
@@ -57,9 +60,12 @@ type Handler struct {
 	// Pages, when set (local mode only), serves the demo page at / and its
 	// scripts, by path.
 	Pages map[string]Page
-	// CORS, when set, answers preflights and lets the allowed origins read
-	// the answers.
-	CORS    *CORS
+	// CORS lists the browser origins allowed to call the API: it answers
+	// their preflights and lets them read the answers. A request with any
+	// other Origin is refused; nil refuses every Origin.
+	CORS *CORS
+	// IP turns source IPs into IP keys.
+	IP      ClientIP
 	Log     *slog.Logger
 	Metrics *logging.Metrics
 	Now     func() time.Time
@@ -83,6 +89,14 @@ var routes = map[string]route{
 	"/verifykit.js":                  {"GET", (*Handler).page},
 }
 
+// publicDocuments are the routes the Origin rule leaves open: public,
+// read-only documents that any site may fetch and that key, store and send
+// nothing.
+var publicDocuments = map[string]bool{
+	"GET /auth/v1/.well-known/jwks.json": true,
+	"GET /auth/v1/openapi.json":          true,
+}
+
 // Serve answers one request. It never fails: every error becomes a response.
 func (h *Handler) Serve(ctx context.Context, r *Request) Response {
 	start := h.Now()
@@ -95,6 +109,20 @@ func (h *Handler) Serve(ctx context.Context, r *Request) Response {
 }
 
 func (h *Handler) dispatch(ctx context.Context, r *Request, l *logEntry) Response {
+	// Every log line carries the IP key, refusals included.
+	key, keyErr := h.IP.Key(r.SourceIP, r.Header["x-forwarded-for"])
+	r.IPKey, l.IPKey = key, key
+	// The Origin rule comes before anything else, body errors included: a
+	// foreign page must learn nothing and cause nothing, and a preflight from
+	// it gets no CORS headers.
+	if origin, present := r.Header["origin"]; !publicDocuments[r.Method+" "+r.Path] && !h.CORS.allows(origin, present) {
+		l.Origin = origin
+		return h.fail(l, errOriginNotAllowed)
+	}
+	if keyErr != nil {
+		l.Reason = "missing_source_ip"
+		return h.fail(l, keyErr)
+	}
 	rt, ok := routes[r.Path]
 	if !ok || h.hidden(r.Path) {
 		l.Route = "unknown"
@@ -114,6 +142,8 @@ func (h *Handler) dispatch(ctx context.Context, r *Request, l *logEntry) Respons
 	return rt.serve(h, ctx, r, l)
 }
 
+var errOriginNotAllowed = verification.Errorf(verification.KindOriginNotAllowed, "Requests from this origin are not allowed")
+
 func (h *Handler) fail(l *logEntry, err error) Response {
 	l.Err = err
 	return errorResponse(err)
@@ -128,7 +158,7 @@ func (h *Handler) send(ctx context.Context, r *Request, l *logEntry) Response {
 		Target:      b.Target,
 		PhoneNumber: b.PhoneNumber,
 		Email:       b.Email,
-		IP:          r.SourceIP,
+		IP:          r.IPKey,
 	}
 	if b.Locale != nil {
 		req.Locale = *b.Locale
@@ -161,7 +191,7 @@ func (h *Handler) verify(ctx context.Context, r *Request, l *logEntry) Response 
 }
 
 func (h *Handler) captchaNew(ctx context.Context, r *Request, l *logEntry) Response {
-	// An empty body is the same as {} (SPEC §2); anything else must be a
+	// An empty body is the same as {}; anything else must be a
 	// well-formed object.
 	if len(r.Body) > 0 {
 		var b emptyBody

@@ -77,7 +77,7 @@ func TestStrictBodies(t *testing.T) {
 	}
 }
 
-// checkEnvelope checks the error envelope of SPEC §2.5.
+// checkEnvelope checks the error envelope every refusal shares.
 func checkEnvelope(t *testing.T, status int, hdr map[string]string, body map[string]any, want string) {
 	t.Helper()
 	if body["error"] != want {
@@ -349,7 +349,7 @@ func TestCORS(t *testing.T) {
 		t.Fatalf("preflight: %d %v", st, hdr)
 	}
 	st, hdr, _ = s.Do(t, "OPTIONS", sendPath, "203.0.113.9", "", map[string]string{"origin": "https://evil.example"})
-	if st != 204 || hdr["Access-Control-Allow-Origin"] != "" {
+	if st != 403 || hdr["Access-Control-Allow-Origin"] != "" || hdr["Access-Control-Allow-Methods"] != "" {
 		t.Fatalf("preflight from another origin: %d %v", st, hdr)
 	}
 	// Answers, errors included, carry the header for the allowed origin only.
@@ -362,12 +362,18 @@ func TestCORS(t *testing.T) {
 		t.Fatalf("another origin got %v", hdr)
 	}
 	// Without CORS_ALLOWED_ORIGINS nothing is added.
+	// Without CORS_ALLOWED_ORIGINS, an Origin is refused (the Origin rule) and
+	// a preflight without one gets no CORS headers.
 	plain := apptest.New(t, nil)
 	st, hdr, _ = plain.Do(t, "OPTIONS", sendPath, "203.0.113.9", "", allowed)
-	if st != 204 || hdr["Access-Control-Allow-Origin"] != "" {
+	if st != 403 || hdr["Access-Control-Allow-Origin"] != "" {
 		t.Fatalf("no CORS configured: %d %v", st, hdr)
 	}
-	if st, _, _ := plain.Do(t, "OPTIONS", "/auth/v1/nope", "203.0.113.9", "", allowed); st != 404 {
+	st, hdr, _ = plain.Do(t, "OPTIONS", sendPath, "203.0.113.9", "", map[string]string{"access-control-request-method": "POST"})
+	if st != 204 || hdr["Access-Control-Allow-Origin"] != "" {
+		t.Fatalf("no CORS configured, no Origin: %d %v", st, hdr)
+	}
+	if st, _, _ := s.Do(t, "OPTIONS", "/auth/v1/nope", "203.0.113.9", "", allowed); st != 404 {
 		t.Fatalf("preflight of an unknown route: %d", st)
 	}
 }

@@ -102,5 +102,13 @@ func lowerHeaders(single map[string]string, multi map[string][]string) map[strin
 	for k, v := range single {
 		out[strings.ToLower(k)] = v
 	}
+	// X-Forwarded-For is read from the right, so every line of it counts, in
+	// order (REST events keep only one line in headers). Payload v2 has
+	// already joined repeated lines with commas.
+	for k, vs := range multi {
+		if len(vs) > 1 && strings.EqualFold(k, "x-forwarded-for") {
+			out["x-forwarded-for"] = strings.Join(vs, ",")
+		}
+	}
 	return out
 }

@@ -16,6 +16,9 @@ type logEntry struct {
 	Status         int
 	Channel        string
 	Target         string // masked
+	IPKey          string
+	Origin         string // a refused Origin header
+	Reason         string // why an internal_error happened, when known
 	CaptchaGiven   bool
 	OutcomeUnknown bool
 	Err            error
@@ -30,7 +33,7 @@ func (h *Handler) finish(ctx context.Context, r *Request, l *logEntry, start tim
 	}
 	level := slog.LevelInfo
 	// Room for every attribute, so the slice stays on the stack.
-	attrs := make([]slog.Attr, 0, 12)
+	attrs := make([]slog.Attr, 0, 16)
 	attrs = append(attrs,
 		slog.String("request_id", r.RequestID),
 		slog.String("route", l.Route),
@@ -39,11 +42,20 @@ func (h *Handler) finish(ctx context.Context, r *Request, l *logEntry, start tim
 		slog.String("outcome", outcome),
 		slog.Float64("latency_ms", float64(h.Now().Sub(start).Microseconds())/1000),
 	)
+	if l.IPKey != "" {
+		attrs = append(attrs, slog.String("ip_key", l.IPKey))
+	}
 	if l.Channel != "" {
 		attrs = append(attrs, slog.String("channel", l.Channel))
 	}
 	if l.Target != "" {
 		attrs = append(attrs, slog.String("target", l.Target))
+	}
+	if l.Origin != "" {
+		attrs = append(attrs, slog.String("origin", truncate(l.Origin, maxLoggedOrigin)))
+	}
+	if l.Reason != "" {
+		attrs = append(attrs, slog.String("reason", l.Reason))
 	}
 	if l.CaptchaGiven {
 		attrs = append(attrs, slog.Bool("captcha_token", true))
@@ -58,7 +70,10 @@ func (h *Handler) finish(ctx context.Context, r *Request, l *logEntry, start tim
 		// client input are expected and their causes say nothing new.
 		if kind == verification.KindInternal || kind == verification.KindServiceUnavailable || kind == verification.KindSendFailed {
 			level = slog.LevelError
-			attrs = append(attrs, slog.String("cause", l.Err.Error()))
+			// Provider and store texts can quote a phone number or an
+			// address; the redactor masks them, as a second line behind
+			// senders that already report failures by code.
+			attrs = append(attrs, slog.String("cause", logging.Redact(l.Err.Error())))
 		}
 	}
 	h.Log.LogAttrs(ctx, level, "request", attrs...)
@@ -70,4 +85,15 @@ func (h *Handler) finish(ctx context.Context, r *Request, l *logEntry, start tim
 			Time:           start,
 		})
 	}
+}
+
+// maxLoggedOrigin bounds what a refused Origin header, which anyone can
+// write, adds to a log line.
+const maxLoggedOrigin = 128
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }

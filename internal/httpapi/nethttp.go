@@ -11,7 +11,7 @@ import (
 )
 
 // ServeHTTP serves the API over net/http (local mode). The source IP is the
-// TCP peer; X-Forwarded-For is never read.
+// TCP peer; X-Forwarded-For is read only with trusted proxies (ClientIP).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := &Request{
 		Method:    r.Method,
@@ -24,6 +24,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if len(vs) > 0 {
 			req.Header[strings.ToLower(k)] = vs[0]
 		}
+	}
+	// Every X-Forwarded-For line counts, in order: it is read from the right.
+	if vs := r.Header.Values("X-Forwarded-For"); len(vs) > 1 {
+		req.Header["x-forwarded-for"] = strings.Join(vs, ",")
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
 	if err != nil && !errors.Is(err, io.EOF) {

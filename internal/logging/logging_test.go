@@ -129,3 +129,24 @@ func TestMetricsLines(t *testing.T) {
 		}
 	}
 }
+
+func TestRedact(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"nothing here", "nothing here"},
+		{"MessageRejected: Email address is not verified. The following identities failed the check in region US-EAST-1: Existing@Example.com",
+			"MessageRejected: Email address is not verified. The following identities failed the check in region US-EAST-1: E***@Example.com"},
+		{"550 5.1.1 <user.name+tag@mail.example.com>: Recipient address rejected", "550 5.1.1 <u***@mail.example.com>: Recipient address rejected"},
+		{"affected recipient(s): <a@b.c>, <d@e>", "affected recipient(s): <a***@b.c>, <d***@e>"},
+		{"Invalid parameter: PhoneNumber Reason: +8613800138000 is not valid to publish to", "Invalid parameter: PhoneNumber Reason: +86 138****8000 is not valid to publish to"},
+		{"number +86 13800138000.", "number +86 138****8000."},
+		{"rejected 13800138000, 8613800138000", "rejected 138****8000, 861****8000"},
+		{"short 1234567 kept short", "short ****67 kept short"},
+		{"dial tcp 127.0.0.1:8000: connect: connection refused", "dial tcp 127.0.0.1:8000: connect: connection refused"},
+		{"StatusCode: 400, RequestID: 6f1c2a4e-0000-4000-8000-000000000002, x1234567890", "StatusCode: 400, RequestID: 6f1c2a4e-0000-4000-8000-000000000002, x1234567890"},
+	}
+	for _, tt := range tests {
+		if got := Redact(tt.in); got != tt.want {
+			t.Errorf("Redact(%q)\n got %q\nwant %q", tt.in, got, tt.want)
+		}
+	}
+}

@@ -85,7 +85,7 @@ func (s *SES) Send(ctx context.Context, m verification.Message) error {
 		o.APIOptions = append(o.APIOptions, s.attempt)
 	})
 	if err != nil {
-		return fmt.Errorf("notify: ses send email: %w", err)
+		return failed("ses send email", err)
 	}
 	return nil
 }

@@ -179,7 +179,7 @@ func (s *SMTP) Send(ctx context.Context, m verification.Message) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("notify: smtp send via %s: %w", s.server, err)
+		return failed("smtp send via "+s.server.String(), err)
 	}
 	return nil
 }

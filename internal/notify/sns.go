@@ -92,7 +92,7 @@ func (s *SNS) Send(ctx context.Context, m verification.Message) error {
 		o.APIOptions = append(o.APIOptions, s.attempt)
 	})
 	if err != nil {
-		return fmt.Errorf("notify: sns publish: %w", err)
+		return failed("sns publish", err)
 	}
 	return nil
 }

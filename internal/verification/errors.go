@@ -30,6 +30,7 @@ const (
 	KindCaptchaRequired         Kind = "captcha_required"
 	KindRateLimitExceeded       Kind = "rate_limit_exceeded"
 	KindTooManyAttempts         Kind = "too_many_attempts"
+	KindOriginNotAllowed        Kind = "origin_not_allowed"
 	KindNotFound                Kind = "not_found"
 	KindMethodNotAllowed        Kind = "method_not_allowed"
 	KindSendFailed              Kind = "send_failed"
@@ -55,6 +56,7 @@ var codes = map[Kind]int{
 	KindCaptchaRequired:         4028,
 	KindRateLimitExceeded:       4029,
 	KindTooManyAttempts:         4029,
+	KindOriginNotAllowed:        4030,
 	KindNotFound:                4040,
 	KindMethodNotAllowed:        4050,
 	KindSendFailed:              5002,
