@@ -26,11 +26,6 @@ import (
 
 var update = flag.Bool("update", false, "copy the demo page's screenshot to docs/demo.png")
 
-// originRuleImplemented reports whether the service refuses requests whose
-// Origin is not allowed (origin_not_allowed). The lead flips it to true when
-// that rule is merged; until then the unlisted-origin case is skipped.
-func originRuleImplemented() bool { return false }
-
 // exchange is what the API server saw of one request.
 type exchange struct {
 	method, path, origin string
@@ -178,20 +173,16 @@ func TestDemoPageInChromium(t *testing.T) {
 		wantPage                  string
 		wantStatus                int    // of the POST the API saw; 0: none reached it
 		wantError                 string // of that POST's answer
-		skip                      bool
 	}{
-		{"listed origin, client module", listed, "client", "listed@example.com", "ok", 200, "", false},
-		{"listed origin, simple request", listed, "simple", "listed.simple@example.com", "sent", 200, "", false},
+		{"listed origin, client module", listed, "client", "listed@example.com", "ok", 200, ""},
+		{"listed origin, simple request", listed, "simple", "listed.simple@example.com", "sent", 200, ""},
 		// The browser's preflight gets no CORS headers, so the POST never leaves.
-		{"unlisted origin, client module", unlisted, "client", "unlisted@example.com", "network_error", 0, "", false},
+		{"unlisted origin, client module", unlisted, "client", "unlisted@example.com", "network_error", 0, ""},
 		// No preflight stops a simple request: the service must refuse it.
-		{"unlisted origin, simple request", unlisted, "simple", "unlisted.simple@example.com", "sent", 403, "origin_not_allowed", !originRuleImplemented()},
+		{"unlisted origin, simple request", unlisted, "simple", "unlisted.simple@example.com", "sent", 403, "origin_not_allowed"},
 	}
 	for _, tt := range crossTests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.skip {
-				t.Skip("origin_not_allowed is not implemented on this branch (originRuleImplemented)")
-			}
 			run(t, ctx,
 				chromedp.Navigate(tt.origin+"/cross.html?mode="+tt.mode+"&api="+base+"&email="+tt.email),
 				chromedp.WaitReady(chromedp.CSS(`body[data-result]`)),
