@@ -158,7 +158,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	captchas.Now, captchas.TTL = o.Now, cfg.CaptchaTTL
+	captchas.Now, captchas.TTL, captchas.MaxAttempts = o.Now, cfg.CaptchaTTL, cfg.CaptchaMaxAttempts
 	var dev *devCaptchas
 	if outbox != nil {
 		dev = &devCaptchas{}
@@ -234,6 +234,10 @@ func Limits(cfg *config.Config) verification.Limits {
 		CaptchaTgtGate: cfg.CaptchaTargetThreshold,
 		MaxAttempts:    cfg.MaxVerifyAttempts,
 		CodeTTL:        cfg.CodeTTL,
+
+		VerifyIPCap:      cfg.VerifyIPHourlyLimit,
+		CaptchaIPCap:     cfg.CaptchaIPHourlyLimit,
+		CaptchaTokenUses: cfg.CaptchaTokenUses,
 	}
 }
 

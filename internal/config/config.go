@@ -38,6 +38,10 @@ type Config struct {
 	CaptchaIPThreshold     int
 	CaptchaTargetThreshold int
 	MaxVerifyAttempts      int
+	VerifyIPHourlyLimit    int
+	CaptchaIPHourlyLimit   int
+	CaptchaMaxAttempts     int
+	CaptchaTokenUses       int
 	AllowedPhoneRegions    []string
 	DefaultLocale          string
 	CaptchaTTL             time.Duration
@@ -97,6 +101,12 @@ func Load(getenv func(string) string, checks Checks) (*Config, error) {
 	c.CaptchaIPThreshold = l.natural("CAPTCHA_IP_THRESHOLD", 3)
 	c.CaptchaTargetThreshold = l.natural("CAPTCHA_TARGET_THRESHOLD", 3)
 	c.MaxVerifyAttempts = l.positive("MAX_VERIFY_ATTEMPTS", 5)
+	// Each of these is that many attributes of one DynamoDB item, and an
+	// update expression holds at most about 100 of them (internal/dynamo).
+	c.VerifyIPHourlyLimit = l.ranged("VERIFY_IP_HOURLY_LIMIT", 60, 1, 100)
+	c.CaptchaIPHourlyLimit = l.ranged("CAPTCHA_IP_HOURLY_LIMIT", 30, 1, 100)
+	c.CaptchaMaxAttempts = l.ranged("CAPTCHA_MAX_ATTEMPTS", 3, 1, 100)
+	c.CaptchaTokenUses = l.ranged("CAPTCHA_TOKEN_USES", 5, 1, 100)
 	c.CaptchaTTL = l.seconds("CAPTCHA_TTL_SECONDS", 300)
 	c.TokenTTL = l.seconds("TOKEN_TTL_SECONDS", 600)
 	c.AllowedPhoneRegions = l.list("ALLOWED_PHONE_REGIONS", "CN", checks.Region)
@@ -196,7 +206,17 @@ func (l *loader) int(name string, def, min int) int {
 }
 
 func (l *loader) positive(name string, def int) int { return l.int(name, def, 1) }
-func (l *loader) natural(name string, def int) int  { return l.int(name, def, 0) }
+
+// ranged reads an integer between lo and hi.
+func (l *loader) ranged(name string, def, lo, hi int) int {
+	n := l.int(name, def, lo)
+	if n > hi {
+		l.fail(name, "must be an integer from %d to %d, got %d", lo, hi, n)
+		return def
+	}
+	return n
+}
+func (l *loader) natural(name string, def int) int { return l.int(name, def, 0) }
 
 func (l *loader) seconds(name string, def int) time.Duration {
 	return time.Duration(l.positive(name, def)) * time.Second
