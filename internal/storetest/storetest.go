@@ -377,6 +377,20 @@ func runReserve(t *testing.T, newStore NewFunc) {
 			},
 		},
 		{
+			name:   "a captcha token serves its uses, refused sends spend none",
+			limits: func(l *verification.Limits) { l.CaptchaTokenUses = 3 },
+			users:  []string{"alice"},
+			steps: []step{
+				{at: 0, identity: "a", ip: "ip1", captcha: "k1", want: ok},
+				{at: s, identity: "a", ip: "ip1", captcha: "k1", want: rate(59)},                        // cooldown: no use spent
+				{at: s, identity: "alice", ip: "ip1", require: noUser, captcha: "k1", want: userExists}, // nor by the user check
+				{at: 2 * s, identity: "b", ip: "ip1", captcha: "k1", want: ok},
+				{at: 3 * s, identity: "c", ip: "ip1", captcha: "k1", want: ok},
+				{at: 4 * s, identity: "d", ip: "ip1", captcha: "k1", want: capInvalid}, // three uses spent
+				{at: 4 * s, identity: "d", ip: "ip1", captcha: "k2", want: ok},
+			},
+		},
+		{
 			name: "a refused send leaves the captcha token usable",
 			steps: []step{
 				{at: 0, identity: "a", ip: "ip1", want: ok},
