@@ -102,26 +102,33 @@ func prepareBudget(op string, n int) (prepared, error) {
 // answered from the read alone.
 func (s *Store) Consume(ctx context.Context, a verification.Attempt) (verification.Record, error) {
 	k := key(prefixTarget + a.Handle)
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName:                s.table,
-		Key:                      k,
-		ProjectionExpression:     s.readCode.projection,
-		ExpressionAttributeNames: s.readCode.names,
-		ConsistentRead:           aws.Bool(true),
-	})
-	if err != nil {
-		return verification.Record{}, storeError("consume: read", err)
+	read := func() (map[string]types.AttributeValue, error) {
+		out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+			TableName:                s.table,
+			Key:                      k,
+			ProjectionExpression:     s.readCode.projection,
+			ExpressionAttributeNames: s.readCode.names,
+			ConsistentRead:           aws.Bool(true),
+		})
+		if err != nil {
+			return nil, storeError("consume: read", err)
+		}
+		return out.Item, nil
 	}
-	item := out.Item
+	item, err := read()
+	if err != nil {
+		return verification.Record{}, err
+	}
 	now := a.Now.UnixMilli()
 	v := args{
 		pNow: num(now), pNonce: str(a.Nonce), pMaxAttempts: num(int64(a.MaxAttempts)),
 		pIPCut: num(now - s.limits.IPWindow.Milliseconds()), pIPTTL: num(ttlOf(a.Now.Add(s.limits.IPWindow))),
 	}
-	// Each round either answers or sees the count of a concurrent guess,
-	// and a code takes at most MaxAttempts counts: the bound only guards
-	// against a store that misbehaves.
-	for range a.MaxAttempts + 2 {
+	// Each round answers, or sees the count of a concurrent guess (a code
+	// takes at most MaxAttempts), or lost a burst of conflicts more than once
+	// in a row: the bound keeps a pathological burst from looping long; past
+	// it the guess fails closed, uncounted.
+	for range 2*a.MaxAttempts + 2 {
 		c, err := decodeCode("consume", item)
 		if err != nil {
 			return verification.Record{}, err
@@ -143,6 +150,13 @@ func (s *Store) Consume(ctx context.Context, a verification.Attempt) (verificati
 			s.budgetItem(prefixVerifyIP+a.IP, &s.verifyIP, &v),
 			s.updateItem(k, count, &v))
 		switch {
+		case err != nil && conflicted(err):
+			// Concurrent guesses kept colliding with this one's
+			// transaction (a burst at one code): nothing was written, so
+			// read the code again and judge the guess on it.
+			if item, err = read(); err != nil {
+				return verification.Record{}, err
+			}
 		case err != nil:
 			return verification.Record{}, err
 		case reasons == nil && right:
@@ -162,7 +176,7 @@ func (s *Store) Consume(ctx context.Context, a verification.Attempt) (verificati
 			return verification.Record{}, s.budgetRefusal(reasons[0], s.limits.VerifyIPCap, a.Now)
 		}
 	}
-	return verification.Record{}, verification.ErrExpired
+	return verification.Record{}, storeError("consume", verification.ErrUnavailable)
 }
 
 // budgetRefusal names the refusal of a per-IP budget of n per IPWindow from

@@ -268,13 +268,12 @@ func (s *Store) refuse(ctx context.Context, r verification.Reservation, tx reser
 	}
 
 	// The user check refused, and that still spends the IP's budget, so the
-	// endpoint cannot enumerate accounts for free. The
-	// same shift as in the transaction, under the same IP condition (s.ip,
-	// or s.ipGated without a captcha token): concurrent probes from one IP
-	// may all have passed the gate in their transactions, which spent
-	// nothing; checked again here, where the spends happen one after the
-	// other, they get at most CaptchaIPGate answers before captcha_required,
-	// like accepted sends.
+	// endpoint cannot enumerate accounts for free. The same shift as in the
+	// transaction, under the same IP condition (s.ip, or s.ipGated without a
+	// captcha token): concurrent probes from one IP may all have passed the
+	// gate in their transactions, which spent nothing; checked again here,
+	// where the spends happen one after the other, they get at most
+	// CaptchaIPGate answers before captcha_required, like accepted sends.
 	ipExpr := &s.ip
 	if !captchaGiven {
 		ipExpr = &s.ipGated
