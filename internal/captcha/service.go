@@ -46,7 +46,9 @@ type Service struct {
 	Now func() time.Time
 	// TTL is the validity of an image and of the captcha_token it yields.
 	TTL time.Duration
-	// MaxAttempts is the number of wrong answers that kill a challenge.
+	// MaxAttempts is the number of answers a challenge takes: each is
+	// counted before it is compared, and the challenge dies when they are
+	// spent without a right one (CAPTCHA_MAX_ATTEMPTS).
 	MaxAttempts int
 	// OnIssue, when set, receives every issued image token with its answer.
 	// It exists only for local development (the /dev/outbox lists captchas
