@@ -187,7 +187,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		if err != nil {
 			return nil, err
 		}
-		captchas.Now, captchas.TTL = o.Now, cfg.CaptchaTTL
+		captchas.Now, captchas.TTL, captchas.MaxAttempts = o.Now, cfg.CaptchaTTL, cfg.CaptchaMaxAttempts
 		if dev != nil {
 			captchas.OnIssue = dev.add
 		}
@@ -278,6 +278,10 @@ func Limits(cfg *config.Config) verification.Limits {
 		CaptchaTgtGate: cfg.CaptchaTargetThreshold,
 		MaxAttempts:    cfg.MaxVerifyAttempts,
 		CodeTTL:        cfg.CodeTTL,
+
+		VerifyIPCap:      cfg.VerifyIPHourlyLimit,
+		CaptchaIPCap:     cfg.CaptchaIPHourlyLimit,
+		CaptchaTokenUses: cfg.CaptchaTokenUses,
 	}
 }
 

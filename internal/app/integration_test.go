@@ -131,10 +131,11 @@ func TestConcurrentWrongGuessesNeverExceedTheLimit(t *testing.T) {
 	}
 }
 
-// TestCaptchaGateAndOneSendPerToken walks the captcha flow through the API
-// and checks that one captcha token buys exactly one send under concurrency.
-func TestCaptchaGateAndOneSendPerToken(t *testing.T) {
-	s := apptest.NewDynamo(t, map[string]string{"CAPTCHA_IP_THRESHOLD": "1", "CAPTCHA_TARGET_THRESHOLD": "0"}, nil, app.Options{})
+// TestCaptchaGateAndBoundedTokenUses walks the captcha flow through the API
+// and checks that one captcha token buys exactly CAPTCHA_TOKEN_USES sends
+// under concurrency, and none from another IP key.
+func TestCaptchaGateAndBoundedTokenUses(t *testing.T) {
+	s := apptest.NewDynamo(t, map[string]string{"CAPTCHA_IP_THRESHOLD": "1", "CAPTCHA_TARGET_THRESHOLD": "0", "CAPTCHA_TOKEN_USES": "2"}, nil, app.Options{})
 	ip := "192.0.2.50"
 	if st, _, b := s.Do(t, "POST", sendPath, ip, `{"target":"ANY","email":"c0@example.com"}`, nil); st != 200 {
 		t.Fatalf("first send: %d %v", st, b)
@@ -142,23 +143,88 @@ func TestCaptchaGateAndOneSendPerToken(t *testing.T) {
 	if st, _, b := s.Do(t, "POST", sendPath, ip, `{"target":"ANY","email":"c1@example.com"}`, nil); st != 428 || b["error"] != "captcha_required" {
 		t.Fatalf("abnormal send without a token: %d %v, want 428 captcha_required", st, b)
 	}
-	forged := map[string]string{"x-captcha-token": "v1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
+	forged := map[string]string{"x-captcha-token": "v2.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
 	if st, _, b := s.Do(t, "POST", sendPath, "192.0.2.51", `{"target":"ANY","email":"c9@example.com"}`, forged); st != 403 || b["error"] != "captcha_invalid" {
 		t.Fatalf("forged token on a normal send: %d %v, want 403 captcha_invalid", st, b)
 	}
 	tok := solveCaptcha(t, s, ip)
 	hdr := map[string]string{"x-captcha-token": tok}
+	// From another IP key the token is refused before any limit, and spends
+	// nothing.
+	if st, _, b := s.Do(t, "POST", sendPath, "192.0.2.52", `{"target":"ANY","email":"c8@example.com"}`, hdr); st != 403 || b["error"] != "captcha_invalid" {
+		t.Fatalf("token from another IP key: %d %v, want 403 captcha_invalid", st, b)
+	}
 	var mu sync.Mutex
 	errs := map[string]int{}
-	counts := concurrently(t, 5, func(i int) (int, map[string]any) {
+	counts := concurrently(t, 6, func(i int) (int, map[string]any) {
 		st, _, b := s.Do(t, "POST", sendPath, ip, fmt.Sprintf(`{"target":"ANY","email":"c%d@example.com"}`, i+1), hdr)
 		mu.Lock()
 		errs[fmt.Sprint(b["error"])]++
 		mu.Unlock()
 		return st, b
 	})
-	if counts[200] != 1 || errs["captcha_invalid"] != 4 {
-		t.Fatalf("5 concurrent sends with one captcha token: %v %v, want one 200 and 4 captcha_invalid", counts, errs)
+	if counts[200] != 2 || errs["captcha_invalid"] != 4 {
+		t.Fatalf("6 concurrent sends with one captcha token of 2 uses: %v %v, want two 200 and 4 captcha_invalid", counts, errs)
+	}
+}
+
+// TestConcurrentUserProbesFromOneIP: sends refused by the user check answer
+// whether an account exists, so they pass the captcha gate like accepted
+// sends: ten at once from one IP get CAPTCHA_IP_THRESHOLD answers.
+func TestConcurrentUserProbesFromOneIP(t *testing.T) {
+	s := apptest.NewDynamo(t, map[string]string{"CAPTCHA_IP_THRESHOLD": "3", "CAPTCHA_TARGET_THRESHOLD": "0"}, []string{"someone@example.com"}, app.Options{})
+	var mu sync.Mutex
+	errs := map[string]int{}
+	concurrently(t, 10, func(i int) (int, map[string]any) {
+		body := fmt.Sprintf(`{"target":"USER","email":"probe%d@example.com"}`, i)
+		if i%2 == 1 {
+			body = `{"target":"NOT_USER","email":"someone@example.com"}`
+		}
+		st, _, b := s.Do(t, "POST", sendPath, "198.51.100.77", body, nil)
+		mu.Lock()
+		errs[fmt.Sprint(b["error"])]++
+		mu.Unlock()
+		return st, b
+	})
+	if errs["user_not_found"]+errs["user_already_exists"] != 3 || errs["captcha_required"] != 7 {
+		t.Fatalf("10 concurrent probes from one IP with CAPTCHA_IP_THRESHOLD=3: %v, want 3 answers and 7 captcha_required", errs)
+	}
+}
+
+// TestVerifyAndCaptchaIPBudgets: past VERIFY_IP_HOURLY_LIMIT verifies or
+// CAPTCHA_IP_HOURLY_LIMIT images in an hour, an IP key gets
+// rate_limit_exceeded with Retry-After; another IP key is not affected.
+func TestVerifyAndCaptchaIPBudgets(t *testing.T) {
+	s := apptest.NewDynamo(t, with(noGate, "VERIFY_IP_HOURLY_LIMIT", "2", "CAPTCHA_IP_HOURLY_LIMIT", "2"), nil, app.Options{})
+	_, _, sent := s.Do(t, "POST", sendPath, "198.51.100.80", `{"target":"ANY","email":"budget@example.com"}`, nil)
+	code := s.LastCode(t)
+	wrong := "000000"
+	if code == wrong {
+		wrong = "111111"
+	}
+	verify := func(ip, c string) (int, map[string]string, map[string]any) {
+		return s.Do(t, "POST", verifyPath, ip, fmt.Sprintf(`{"verification_id":%q,"verification_code":%q}`, sent["verification_id"], c), nil)
+	}
+	for i := range 2 {
+		if st, _, b := verify("198.51.100.81", wrong); st != 400 || b["error"] != "invalid_verification_code" {
+			t.Fatalf("wrong code %d: %d %v", i+1, st, b)
+		}
+	}
+	st, h, b := verify("198.51.100.81", code)
+	if st != 429 || b["error"] != "rate_limit_exceeded" || h["Retry-After"] == "" {
+		t.Fatalf("third verify from one IP with VERIFY_IP_HOURLY_LIMIT=2: %d %v %v, want 429 with Retry-After", st, h, b)
+	}
+	if st, _, b := verify("198.51.100.82", code); st != 200 {
+		t.Fatalf("right code from another IP: %d %v, want 200 (the refused verify counted nothing)", st, b)
+	}
+	for i := range 2 {
+		if st, _, b := s.Do(t, "POST", "/auth/v1/captcha/data", "198.51.100.83", `{}`, nil); st != 200 {
+			t.Fatalf("captcha image %d: %d %v", i+1, st, b)
+		}
+	}
+	st, h, b = s.Do(t, "POST", "/auth/v1/captcha/data", "198.51.100.83", `{}`, nil)
+	if st != 429 || b["error"] != "rate_limit_exceeded" || h["Retry-After"] == "" {
+		t.Fatalf("third image from one IP with CAPTCHA_IP_HOURLY_LIMIT=2: %d %v %v, want 429 with Retry-After", st, h, b)
 	}
 }
 

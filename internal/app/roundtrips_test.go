@@ -63,7 +63,9 @@ func benchVerifyBody(id, code string) string {
 // TestRoundTrips counts the DynamoDB calls each kind of request makes through
 // the whole service (handler, domain, store) and pins them: one transaction
 // on the send path (an ANY send also looks the user up, concurrently with
-// it), one UpdateItem for a right code. Counts are not timing, so asserting
+// it); a read and one transaction for a verify, right or wrong (count first,
+// then compare); one transaction for a captcha image, one UpdateItem for a
+// wrong captcha answer and two for a right one. Counts are not timing, so asserting
 // them is safe; `make bench` prints them into BENCHMARKS.md.
 func TestRoundTrips(t *testing.T) {
 	var calls dynamotest.CallCounter
@@ -71,7 +73,7 @@ func TestRoundTrips(t *testing.T) {
 	ctx := context.Background()
 	type counts = map[string]int
 
-	var rightID, rightCode, wrongID string
+	var rightID, rightCode, wrongID, captchaToken string
 	tests := []struct {
 		name string
 		do   func() httpapi.Response
@@ -96,13 +98,26 @@ func TestRoundTrips(t *testing.T) {
 		}, counts{"TransactWriteItems": 1}},
 		{"verify right code", func() httpapi.Response {
 			return benchServe(ctx, a, verifyRoute, "192.0.2.6", benchVerifyBody(rightID, rightCode))
-		}, counts{"UpdateItem": 1}},
+		}, counts{"GetItem": 1, "TransactWriteItems": 1}},
 		{"verify wrong code", func() httpapi.Response {
 			return benchServe(ctx, a, verifyRoute, "192.0.2.6", benchVerifyBody(wrongID, "000000x"))
-		}, counts{"UpdateItem": 2}},
+		}, counts{"GetItem": 1, "TransactWriteItems": 1}},
 		{"verify a used code", func() httpapi.Response {
 			return benchServe(ctx, a, verifyRoute, "192.0.2.6", benchVerifyBody(rightID, rightCode))
+		}, counts{"GetItem": 1}},
+		{"captcha image", func() httpapi.Response {
+			resp := benchServe(ctx, a, "/auth/v1/captcha/data", "192.0.2.7", `{}`)
+			var img struct{ Token string }
+			_ = json.Unmarshal(resp.Body, &img)
+			captchaToken = img.Token
+			return resp
+		}, counts{"TransactWriteItems": 1}},
+		{"captcha answer wrong", func() httpapi.Response {
+			return benchServe(ctx, a, "/auth/v1/captcha/data/verify", "192.0.2.7", fmt.Sprintf(`{"token":%q,"key":"-"}`, captchaToken))
 		}, counts{"UpdateItem": 1}},
+		{"captcha answer right", func() httpapi.Response {
+			return benchServe(ctx, a, "/auth/v1/captcha/data/verify", "192.0.2.7", fmt.Sprintf(`{"token":%q,"key":%q}`, captchaToken, devAnswer(a, captchaToken)))
+		}, counts{"UpdateItem": 2}},
 	}
 	rightID, rightCode = benchSendFor(t, a, "rt-verify@example.com", "ANY", "192.0.2.10")
 	wrongID, _ = benchSendFor(t, a, "rt-wrong@example.com", "ANY", "192.0.2.11")
@@ -119,6 +134,21 @@ func TestRoundTrips(t *testing.T) {
 		}
 	}
 	t.Log("\n" + report.String())
+}
+
+// devAnswer is the answer of the captcha token, from the local outbox.
+func devAnswer(a *app.App, token string) string {
+	var out struct {
+		Captchas []struct{ Token, Answer string }
+	}
+	raw, _ := json.Marshal(a.Handler.DevOutbox())
+	_ = json.Unmarshal(raw, &out)
+	for _, c := range out.Captchas {
+		if c.Token == token {
+			return c.Answer
+		}
+	}
+	return ""
 }
 
 func countTotal(c map[string]int) int {

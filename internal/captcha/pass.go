@@ -13,15 +13,19 @@ import (
 	"github.com/verifykit/verifykit/internal/verification"
 )
 
-// The captcha_token format, version 1:
+// The captcha_token format, version 2:
 //
-//	"v1." base64url( id (16 random bytes) | expiry (Unix seconds, 8 bytes BE) | tag (16 bytes) )
+//	"v2." base64url( id (16 random bytes) | expiry (Unix seconds, 8 bytes BE) | tag (16 bytes) )
 //
-// tag is HMAC-SHA-256(passKey, "v1." | id | expiry) cut to 128 bits, which
-// is ample for a tag that is checked online and lives minutes. The version
-// is inside the MAC, so a later format cannot be passed off as this one.
+// tag is HMAC-SHA-256(passKey, "v2." | id | expiry | ip) cut to 128 bits,
+// which is ample for a tag that is checked online and lives minutes. ip is the
+// IP key that solved the captcha: it is bound by the tag, not carried in the
+// token, so the token names no address and a send from another IP key fails
+// the tag like a forgery. ip is last, so the concatenation is unambiguous.
+// The version is inside the MAC, so another format cannot be passed off as
+// this one (version 1 tokens, bound to no IP key, are refused).
 const (
-	passPrefix = "v1."
+	passPrefix = "v2."
 	passTagLen = 16
 	passRawLen = idLen + 8 + passTagLen
 )
@@ -29,10 +33,10 @@ const (
 // passLen is the exact length of every valid captcha_token.
 var passLen = len(passPrefix) + base64.RawURLEncoding.EncodedLen(passRawLen)
 
-// mint returns a new captcha_token valid for s.TTL from now. Its expiry is
-// rounded up to the next whole second, so the token never lives shorter than
-// the expires_in the client was told.
-func (s *Service) mint(now time.Time) (string, error) {
+// mint returns a new captcha_token for the IP key ip, valid for s.TTL from
+// now. Its expiry is rounded up to the next whole second, so the token never
+// lives shorter than the expires_in the client was told.
+func (s *Service) mint(now time.Time, ip string) (string, error) {
 	if len(s.passKey) == 0 {
 		return "", errNotBuilt
 	}
@@ -46,27 +50,30 @@ func (s *Service) mint(now time.Time) (string, error) {
 		sec++
 	}
 	binary.BigEndian.PutUint64(raw[idLen:idLen+8], uint64(sec))
-	copy(raw[idLen+8:], s.passTag(raw[:idLen+8]))
+	copy(raw[idLen+8:], s.passTag(raw[:idLen+8], ip))
 	return passPrefix + base64.RawURLEncoding.EncodeToString(raw), nil
 }
 
-func (s *Service) passTag(body []byte) []byte {
+func (s *Service) passTag(body []byte, ip string) []byte {
 	m := hmac.New(sha256.New, s.passKey)
 	m.Write([]byte(passPrefix))
 	m.Write(body)
+	m.Write([]byte(ip))
 	return m.Sum(nil)[:passTagLen]
 }
 
-// Check verifies a captcha_token (the x-captcha-token header of a send)
-// without touching the database: it returns verification.ErrCaptchaInvalid
-// for anything malformed, forged or expired (expired from the instant of its
-// expiry), else the token's pass. The tag is compared in constant time and
+// Check verifies a captcha_token (the captcha token of a send from the IP
+// key ip) without touching the database: it returns
+// verification.ErrCaptchaInvalid for anything malformed, forged, expired
+// (from the instant of its expiry) or solved from another IP key, else the
+// token's pass. The tag is compared in constant time and
 // before the expiry is read, so nothing of an unsigned token is believed.
 //
-// Check does not make the token single-use: the send's reservation consumes
-// the pass's ID, which is what stops a replay, and may drop that record once
-// Expires has passed because Check refuses the token from then on.
-func (s *Service) Check(token string, now time.Time) (verification.CaptchaPass, error) {
+// Check does not bound the token's uses: the send's reservation counts them
+// under the pass's ID, which is what stops a replay beyond them, and may drop
+// that record once Expires has passed because Check refuses the token from
+// then on.
+func (s *Service) Check(token, ip string, now time.Time) (verification.CaptchaPass, error) {
 	// A Service not built by NewService has no key; an empty HMAC key would
 	// let anyone mint tokens, so it accepts none.
 	if len(s.passKey) == 0 || len(token) != passLen || !strings.HasPrefix(token, passPrefix) {
@@ -79,7 +86,7 @@ func (s *Service) Check(token string, now time.Time) (verification.CaptchaPass, 
 		return verification.CaptchaPass{}, verification.ErrCaptchaInvalid
 	}
 	body, tag := raw[:idLen+8], raw[idLen+8:]
-	if !hmac.Equal(tag, s.passTag(body)) {
+	if !hmac.Equal(tag, s.passTag(body, ip)) {
 		return verification.CaptchaPass{}, verification.ErrCaptchaInvalid
 	}
 	sec := binary.BigEndian.Uint64(raw[idLen : idLen+8])

@@ -26,9 +26,12 @@ func mustService(t testing.TB, master byte) *Service {
 	return s
 }
 
+// testIP is the IP key that solves the captchas of the tests.
+const testIP = "192.0.2.1"
+
 func mustMint(t testing.TB, s *Service, now time.Time) string {
 	t.Helper()
-	tok, err := s.mint(now)
+	tok, err := s.mint(now, testIP)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,15 +52,15 @@ func reencode(t *testing.T, tok string, f func(raw []byte)) string {
 func TestCheckValid(t *testing.T) {
 	s := mustService(t, 1)
 	tok := mustMint(t, s, t0)
-	if len(tok) != passLen || !strings.HasPrefix(tok, "v1.") {
-		t.Fatalf("token %q: want %d characters starting v1.", tok, passLen)
+	if len(tok) != passLen || !strings.HasPrefix(tok, "v2.") {
+		t.Fatalf("token %q: want %d characters starting v2.", tok, passLen)
 	}
 	raw, _ := base64.RawURLEncoding.DecodeString(tok[3:])
 	wantID := base64.RawURLEncoding.EncodeToString(raw[:16])
 	wantExp := t0.Add(300 * time.Second)
 
 	for _, now := range []time.Time{t0, t0.Add(299 * time.Second), wantExp.Add(-time.Nanosecond)} {
-		pass, err := s.Check(tok, now)
+		pass, err := s.Check(tok, testIP, now)
 		if err != nil {
 			t.Fatalf("at %v: %v", now, err)
 		}
@@ -75,7 +78,7 @@ func TestCheckValid(t *testing.T) {
 func TestMintRoundsExpiryUp(t *testing.T) {
 	s := mustService(t, 1)
 	now := t0.Add(400 * time.Millisecond)
-	pass, err := s.Check(mustMint(t, s, now), now)
+	pass, err := s.Check(mustMint(t, s, now), testIP, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,6 +105,7 @@ func TestCheckInvalid(t *testing.T) {
 		m := hmac.New(sha256.New, nil)
 		m.Write([]byte(passPrefix))
 		m.Write(body)
+		m.Write([]byte(testIP))
 		return passPrefix + base64.RawURLEncoding.EncodeToString(append(body, m.Sum(nil)[:16]...))
 	}()
 	// A far-future expiry with the tag recomputed under a wrong key.
@@ -120,11 +124,11 @@ func TestCheckInvalid(t *testing.T) {
 		{"different key, extended", extended, t0},
 		{"empty key", emptyKey, t0},
 		{"empty", "", t0},
-		{"prefix only", "v1.", t0},
+		{"prefix only", "v2.", t0},
 		{"no prefix", tok[3:], t0},
-		{"wrong version", "v2." + tok[3:], t0},
-		{"upper-case prefix", "V1." + tok[3:], t0},
-		{"other separator", "v1:" + tok[3:], t0},
+		{"older version", "v1." + tok[3:], t0},
+		{"upper-case prefix", "V2." + tok[3:], t0},
+		{"other separator", "v2:" + tok[3:], t0},
 		{"truncated", tok[:len(tok)-1], t0},
 		{"extended", tok + "A", t0},
 		{"padded", tok + "=", t0},
@@ -136,7 +140,7 @@ func TestCheckInvalid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pass, err := s.Check(tt.token, tt.now)
+			pass, err := s.Check(tt.token, testIP, tt.now)
 			if !errors.Is(err, verification.ErrCaptchaInvalid) {
 				t.Errorf("got %+v, %v; want ErrCaptchaInvalid", pass, err)
 			}
@@ -144,6 +148,21 @@ func TestCheckInvalid(t *testing.T) {
 				t.Errorf("got pass %+v with the refusal, want the zero pass", pass)
 			}
 		})
+	}
+}
+
+// A token serves only the IP key that solved the captcha: from any other
+// (a neighbour, a prefix or extension of the key, none) it is a forgery.
+func TestCheckOtherIPKey(t *testing.T) {
+	s := mustService(t, 1)
+	tok := mustMint(t, s, t0)
+	if _, err := s.Check(tok, testIP, t0); err != nil {
+		t.Fatalf("solver's IP key: got %v, want the pass", err)
+	}
+	for _, ip := range []string{"192.0.2.2", "192.0.2.10", "192.0.2.", testIP + "0", "", "2001:db8::1"} {
+		if _, err := s.Check(tok, ip, t0); !errors.Is(err, verification.ErrCaptchaInvalid) {
+			t.Errorf("from %q: got %v, want ErrCaptchaInvalid", ip, err)
+		}
 	}
 }
 
@@ -159,7 +178,7 @@ func TestCheckTampered(t *testing.T) {
 		for i := r.start; i < r.end; i++ {
 			for _, bit := range []byte{0x01, 0x80} {
 				bad := reencode(t, tok, func(raw []byte) { raw[i] ^= bit })
-				if _, err := s.Check(bad, t0); !errors.Is(err, verification.ErrCaptchaInvalid) {
+				if _, err := s.Check(bad, testIP, t0); !errors.Is(err, verification.ErrCaptchaInvalid) {
 					t.Errorf("%s byte %d bit %#x flipped: got %v, want ErrCaptchaInvalid", r.name, i, bit, err)
 				}
 			}
@@ -169,10 +188,10 @@ func TestCheckTampered(t *testing.T) {
 
 func TestCheckZeroService(t *testing.T) {
 	tok := mustMint(t, mustService(t, 1), t0)
-	if _, err := (&Service{}).Check(tok, t0); !errors.Is(err, verification.ErrCaptchaInvalid) {
+	if _, err := (&Service{}).Check(tok, testIP, t0); !errors.Is(err, verification.ErrCaptchaInvalid) {
 		t.Errorf("a Service literal accepted a token: %v", err)
 	}
-	if _, err := (&Service{TTL: time.Minute}).mint(t0); err == nil {
+	if _, err := (&Service{TTL: time.Minute}).mint(t0, testIP); err == nil {
 		t.Error("a Service literal minted a token")
 	}
 }
@@ -199,7 +218,7 @@ func FuzzCheck(f *testing.F) {
 	}
 	f.Add(mustMint(f, s, fuzzNow))
 	f.Fuzz(func(t *testing.T, token string) {
-		pass, err := s.Check(token, fuzzNow)
+		pass, err := s.Check(token, testIP, fuzzNow)
 		if err != nil {
 			if !errors.Is(err, verification.ErrCaptchaInvalid) {
 				t.Fatalf("got %v, want ErrCaptchaInvalid", err)
@@ -242,7 +261,7 @@ func TestFuzzSeedIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Check(tok, fuzzNow); err != nil {
+	if _, err := s.Check(tok, testIP, fuzzNow); err != nil {
 		t.Errorf("seed %q: %v", tok, err)
 	}
 }

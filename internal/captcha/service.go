@@ -5,8 +5,9 @@
 // challenge in the Store, which keeps only a keyed hash of its answer and
 // counts wrong answers there, atomically. The captcha_token returned by a
 // right answer is self-contained and signed, so that a send can refuse a
-// forged or expired one before it spends a database call (SPEC §3.4a); its
-// single use is enforced by the send's reservation, which records its ID.
+// forged or expired one, or one solved from another IP key, before it spends a
+// database call; its bounded number of uses is enforced by the send's
+// reservation, which counts them under its ID.
 package captcha
 
 import (
@@ -45,7 +46,9 @@ type Service struct {
 	Now func() time.Time
 	// TTL is the validity of an image and of the captcha_token it yields.
 	TTL time.Duration
-	// MaxAttempts is the number of wrong answers that kill a challenge.
+	// MaxAttempts is the number of answers a challenge takes: each is
+	// counted before it is compared, and the challenge dies when they are
+	// spent without a right one (CAPTCHA_MAX_ATTEMPTS).
 	MaxAttempts int
 	// OnIssue, when set, receives every issued image token with its answer.
 	// It exists only for local development (the /dev/outbox lists captchas
@@ -102,9 +105,10 @@ type Pass struct {
 	ExpiresIn int
 }
 
-// New draws a new captcha, stores the keyed hash of its answer and returns
-// the image with its token.
-func (s *Service) New(ctx context.Context) (Image, error) {
+// New draws a new captcha for the IP key ip, stores the keyed hash of its
+// answer and returns the image with its token. Each image spends one of the
+// IP key's rolling budget (rate_limit_exceeded past it).
+func (s *Service) New(ctx context.Context, ip string) (Image, error) {
 	if len(s.answerKey) == 0 {
 		return Image{}, errNotBuilt
 	}
@@ -122,8 +126,13 @@ func (s *Service) New(ctx context.Context) (Image, error) {
 		ID:         id,
 		AnswerHash: s.answerHash(id, answer),
 		ExpiresAt:  now.Add(s.TTL),
+		IP:         ip,
+		Now:        now,
 	})
 	if err != nil {
+		if verification.KindOf(err) == verification.KindRateLimitExceeded {
+			return Image{}, err
+		}
 		return Image{}, fmt.Errorf("captcha: store: %w", err)
 	}
 	if s.OnIssue != nil {
@@ -137,12 +146,13 @@ func (s *Service) New(ctx context.Context) (Image, error) {
 }
 
 // Solve checks key against the challenge named by token and, when it is
-// right, returns a captcha_token. Refusals are *verification.Error:
+// right, returns a captcha_token bound to ip, the IP key of the solver: a send
+// from another IP key cannot use it. Refusals are *verification.Error:
 // invalid_captcha for a wrong key (the challenge dies at the MaxAttempts-th),
 // captcha_expired for an unknown, malformed, expired or dead token, and
 // captcha_used for one solved before. Store failures pass through wrapped
 // (ErrUnavailable stays recognisable).
-func (s *Service) Solve(ctx context.Context, token, key string) (Pass, error) {
+func (s *Service) Solve(ctx context.Context, token, key, ip string) (Pass, error) {
 	if len(s.answerKey) == 0 {
 		return Pass{}, errNotBuilt
 	}
@@ -175,7 +185,7 @@ func (s *Service) Solve(ctx context.Context, token, key string) (Pass, error) {
 	default:
 		return Pass{}, fmt.Errorf("captcha: solve: %w", err)
 	}
-	pass, err := s.mint(now)
+	pass, err := s.mint(now, ip)
 	if err != nil {
 		return Pass{}, err
 	}

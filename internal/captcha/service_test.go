@@ -140,7 +140,7 @@ func TestNewService(t *testing.T) {
 
 func TestNew(t *testing.T) {
 	s, st, _, answers := newTest(t)
-	img, err := s.New(context.Background())
+	img, err := s.New(context.Background(), testIP)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestNew(t *testing.T) {
 	}
 
 	// Two captchas never share a token.
-	img2, err := s.New(context.Background())
+	img2, err := s.New(context.Background(), testIP)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestNew(t *testing.T) {
 func TestNewStoreFailure(t *testing.T) {
 	s, st, _, answers := newTest(t)
 	st.failPut = fmt.Errorf("put: %w", verification.ErrUnavailable)
-	_, err := s.New(context.Background())
+	_, err := s.New(context.Background(), testIP)
 	if got := verification.KindOf(err); got != verification.KindServiceUnavailable {
 		t.Errorf("got %v (%v), want service_unavailable", got, err)
 	}
@@ -278,7 +278,7 @@ func TestSolve(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s, _, clk, answers := newTest(t)
-			img, err := s.New(context.Background())
+			img, err := s.New(context.Background(), testIP)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -286,7 +286,7 @@ func TestSolve(t *testing.T) {
 			for i, st := range tt.steps {
 				clk.Add(st.wait)
 				key := st.key(answer)
-				pass, err := s.Solve(context.Background(), img.Token, key)
+				pass, err := s.Solve(context.Background(), img.Token, key, testIP)
 				if got := verification.KindOf(err); got != st.want {
 					t.Fatalf("step %d: got %q (%v), want %q", i, got, err, st.want)
 				}
@@ -303,7 +303,7 @@ func TestSolve(t *testing.T) {
 				if pass.ExpiresIn != 300 {
 					t.Errorf("step %d: expires_in got %d, want 300", i, pass.ExpiresIn)
 				}
-				if _, err := s.Check(pass.Token, clk.Now()); err != nil {
+				if _, err := s.Check(pass.Token, testIP, clk.Now()); err != nil {
 					t.Errorf("step %d: the captcha_token does not pass Check: %v", i, err)
 				}
 			}
@@ -313,7 +313,7 @@ func TestSolve(t *testing.T) {
 
 func TestSolveBadTokens(t *testing.T) {
 	s, st, _, answers := newTest(t)
-	img, err := s.New(context.Background())
+	img, err := s.New(context.Background(), testIP)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,13 +334,13 @@ func TestSolveBadTokens(t *testing.T) {
 		{"padded", img.Token + "==", false},
 		{"standard alphabet", strings.NewReplacer("-", "+", "_", "/").Replace(unknown[:20]) + "+/", false},
 		{"non-canonical spelling", noncanon, false},
-		{"captcha_token instead", "v1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", false},
+		{"captcha_token instead", "v2.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", false},
 		{"unknown", unknown, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := st.solves
-			_, err := s.Solve(context.Background(), tt.token, answer)
+			_, err := s.Solve(context.Background(), tt.token, answer, testIP)
 			if got := verification.KindOf(err); got != verification.KindCaptchaExpired {
 				t.Errorf("got %q (%v), want captcha_expired", got, err)
 			}
@@ -350,7 +350,7 @@ func TestSolveBadTokens(t *testing.T) {
 		})
 	}
 	// None of it spent an attempt on the real challenge.
-	if _, err := s.Solve(context.Background(), img.Token, answer); err != nil {
+	if _, err := s.Solve(context.Background(), img.Token, answer, testIP); err != nil {
 		t.Errorf("the real challenge after bad tokens: %v", err)
 	}
 }
@@ -359,11 +359,11 @@ const b64url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_
 
 func TestSolveEmptyKeyLeavesStoreAlone(t *testing.T) {
 	s, st, _, _ := newTest(t)
-	img, err := s.New(context.Background())
+	img, err := s.New(context.Background(), testIP)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Solve(context.Background(), img.Token, "")
+	_, err = s.Solve(context.Background(), img.Token, "", testIP)
 	if got := verification.KindOf(err); got != verification.KindInvalidCaptcha {
 		t.Errorf("got %q, want invalid_captcha", got)
 	}
@@ -374,12 +374,12 @@ func TestSolveEmptyKeyLeavesStoreAlone(t *testing.T) {
 
 func TestSolveStoreFailure(t *testing.T) {
 	s, st, _, answers := newTest(t)
-	img, err := s.New(context.Background())
+	img, err := s.New(context.Background(), testIP)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st.failSol = fmt.Errorf("throttled: %w", verification.ErrUnavailable)
-	_, err = s.Solve(context.Background(), img.Token, answers[img.Token])
+	_, err = s.Solve(context.Background(), img.Token, answers[img.Token], testIP)
 	if got := verification.KindOf(err); got != verification.KindServiceUnavailable {
 		t.Errorf("got %q (%v), want service_unavailable", got, err)
 	}
@@ -410,11 +410,11 @@ func TestAnswerHashBoundToID(t *testing.T) {
 
 func TestZeroServiceRefuses(t *testing.T) {
 	s := &Service{Store: newFakeStore(), Now: time.Now, TTL: time.Minute, MaxAttempts: 3}
-	if _, err := s.New(context.Background()); err == nil {
+	if _, err := s.New(context.Background(), testIP); err == nil {
 		t.Error("New on a Service literal: got no error")
 	}
 	tok := base64.RawURLEncoding.EncodeToString(make([]byte, 16))
-	if _, err := s.Solve(context.Background(), tok, "AAAAA"); err == nil {
+	if _, err := s.Solve(context.Background(), tok, "AAAAA", testIP); err == nil {
 		t.Error("Solve on a Service literal: got no error")
 	}
 }
@@ -448,7 +448,7 @@ func TestConcurrentNewAndSolve(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			img, err := s.New(context.Background())
+			img, err := s.New(context.Background(), testIP)
 			if err != nil {
 				errs <- err
 				return
@@ -456,7 +456,7 @@ func TestConcurrentNewAndSolve(t *testing.T) {
 			mu.Lock()
 			a := answers[img.Token]
 			mu.Unlock()
-			if _, err := s.Solve(context.Background(), img.Token, a); err != nil {
+			if _, err := s.Solve(context.Background(), img.Token, a, testIP); err != nil {
 				errs <- err
 			}
 		}()
@@ -475,7 +475,7 @@ func BenchmarkNew(b *testing.B) {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		if _, err := s.New(context.Background()); err != nil {
+		if _, err := s.New(context.Background(), testIP); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -12,6 +12,8 @@ type Challenge struct {
 	ID         string
 	AnswerHash string
 	ExpiresAt  time.Time
+	IP         string    // the IP key that asked for it, whose image budget it spends
+	Now        time.Time // when it was issued
 }
 
 // Solve is one attempt at a challenge.
@@ -32,13 +34,16 @@ var (
 	ErrWrong = errors.New("captcha answer wrong")
 )
 
-// Store keeps challenges. Consuming a captcha_token happens inside the send's
-// reservation (verification.Reservation.CaptchaID), not here.
+// Store keeps challenges. Spending a captcha_token's uses happens inside the
+// send's reservation (verification.Reservation.CaptchaID), not here.
 type Store interface {
-	// PutChallenge stores a new challenge.
+	// PutChallenge stores a new challenge and spends one image of its IP
+	// key's rolling budget (verification.Limits.CaptchaIPCap) in the same
+	// write; past it, rate_limit_exceeded and nothing is stored.
 	PutChallenge(ctx context.Context, c Challenge) error
-	// SolveChallenge marks the challenge solved if the hash matches and it is
-	// unexpired, unsolved and has attempts left. A wrong hash counts an
-	// attempt and returns ErrWrong; otherwise ErrExpired or ErrUsed.
+	// SolveChallenge counts an answer at an unexpired, unsolved challenge
+	// with attempts left, and only then compares it (so a burst of answers
+	// never has more than MaxAttempts compared): a right hash solves it, a
+	// wrong one returns ErrWrong. Otherwise ErrExpired or ErrUsed.
 	SolveChallenge(ctx context.Context, s Solve) error
 }

@@ -39,6 +39,10 @@ type Config struct {
 	CaptchaIPThreshold     int
 	CaptchaTargetThreshold int
 	MaxVerifyAttempts      int
+	VerifyIPHourlyLimit    int
+	CaptchaIPHourlyLimit   int
+	CaptchaMaxAttempts     int
+	CaptchaTokenUses       int
 	AllowedPhoneRegions    []string
 	DefaultLocale          string
 	CaptchaTTL             time.Duration
@@ -103,6 +107,12 @@ func Load(getenv func(string) string, checks Checks) (*Config, error) {
 	c.CaptchaIPThreshold = l.bounded("CAPTCHA_IP_THRESHOLD", 3, 0, MaxLimit)
 	c.CaptchaTargetThreshold = l.bounded("CAPTCHA_TARGET_THRESHOLD", 3, 0, MaxLimit)
 	c.MaxVerifyAttempts = l.bounded("MAX_VERIFY_ATTEMPTS", 5, 1, MaxLimit)
+	// Each of these is that many attributes of one DynamoDB item, and an
+	// update expression holds at most about 100 of them (internal/dynamo).
+	c.VerifyIPHourlyLimit = l.bounded("VERIFY_IP_HOURLY_LIMIT", 60, 1, MaxLimit)
+	c.CaptchaIPHourlyLimit = l.bounded("CAPTCHA_IP_HOURLY_LIMIT", 30, 1, MaxLimit)
+	c.CaptchaMaxAttempts = l.bounded("CAPTCHA_MAX_ATTEMPTS", 3, 1, MaxLimit)
+	c.CaptchaTokenUses = l.bounded("CAPTCHA_TOKEN_USES", 5, 1, MaxLimit)
 	c.CaptchaTTL = l.seconds("CAPTCHA_TTL_SECONDS", 300)
 	c.TokenTTL = l.seconds("TOKEN_TTL_SECONDS", 600)
 	c.KeysRefresh = l.seconds("KEYS_REFRESH_SECONDS", 300)

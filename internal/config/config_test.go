@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +44,26 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+func TestAbuseLimits(t *testing.T) {
+	c, err := load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.VerifyIPHourlyLimit != 60 || c.CaptchaIPHourlyLimit != 30 || c.CaptchaMaxAttempts != 3 || c.CaptchaTokenUses != 5 {
+		t.Fatalf("defaults: verify %d, captcha images %d, captcha attempts %d, token uses %d; want 60, 30, 3, 5",
+			c.VerifyIPHourlyLimit, c.CaptchaIPHourlyLimit, c.CaptchaMaxAttempts, c.CaptchaTokenUses)
+	}
+	for _, v := range []string{"1", "100"} {
+		c, err := load(map[string]string{"VERIFY_IP_HOURLY_LIMIT": v, "CAPTCHA_IP_HOURLY_LIMIT": v, "CAPTCHA_MAX_ATTEMPTS": v, "CAPTCHA_TOKEN_USES": v})
+		if err != nil {
+			t.Fatalf("%s: %v", v, err)
+		}
+		if got := []int{c.VerifyIPHourlyLimit, c.CaptchaIPHourlyLimit, c.CaptchaMaxAttempts, c.CaptchaTokenUses}; fmt.Sprint(got) != fmt.Sprintf("[%s %s %s %s]", v, v, v, v) {
+			t.Errorf("%s: got %v", v, got)
+		}
+	}
+}
+
 func TestSmallValuesAreValid(t *testing.T) {
 	c, err := load(map[string]string{"CODE_TTL_SECONDS": "1", "RESEND_COOLDOWN_SECONDS": "2", "IP_HOURLY_LIMIT": "1", "TARGET_DAILY_LIMIT": "3", "CAPTCHA_IP_THRESHOLD": "0"})
 	if err != nil {
@@ -65,6 +86,14 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{map[string]string{"TARGET_DAILY_LIMIT": ""}, ""},
 		{map[string]string{"CAPTCHA_TARGET_THRESHOLD": "-1"}, "CAPTCHA_TARGET_THRESHOLD"},
 		{map[string]string{"MAX_VERIFY_ATTEMPTS": "0"}, "MAX_VERIFY_ATTEMPTS"},
+		{map[string]string{"VERIFY_IP_HOURLY_LIMIT": "0"}, "VERIFY_IP_HOURLY_LIMIT"},
+		{map[string]string{"VERIFY_IP_HOURLY_LIMIT": "101"}, "VERIFY_IP_HOURLY_LIMIT"},
+		{map[string]string{"CAPTCHA_IP_HOURLY_LIMIT": "0"}, "CAPTCHA_IP_HOURLY_LIMIT"},
+		{map[string]string{"CAPTCHA_IP_HOURLY_LIMIT": "101"}, "CAPTCHA_IP_HOURLY_LIMIT"},
+		{map[string]string{"CAPTCHA_MAX_ATTEMPTS": "0"}, "CAPTCHA_MAX_ATTEMPTS"},
+		{map[string]string{"CAPTCHA_MAX_ATTEMPTS": "three"}, "CAPTCHA_MAX_ATTEMPTS"},
+		{map[string]string{"CAPTCHA_TOKEN_USES": "0"}, "CAPTCHA_TOKEN_USES"},
+		{map[string]string{"CAPTCHA_TOKEN_USES": "101"}, "CAPTCHA_TOKEN_USES"},
 		{map[string]string{"ALLOWED_PHONE_REGIONS": "CN,XX"}, "ALLOWED_PHONE_REGIONS"},
 		{map[string]string{"DEFAULT_LOCALE": "fr"}, "DEFAULT_LOCALE"},
 		{map[string]string{"CHANNELS": "sms,fax"}, "CHANNELS"},

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/verifykit/verifykit/internal/verification"
@@ -39,97 +41,228 @@ func decodeCode(op string, item map[string]types.AttributeValue) (codeItem, erro
 
 // prepareConsume builds the expressions of a verify.
 func (s *Store) prepareConsume() (err error) {
-	// The code must be the target's current one (a newer send replaces the
-	// nonce), the hash must match, and it must be alive: attempts left, not
-	// expired (TTL deletion lags, so expiry is checked here) and not used.
-	// Setting used_at in the same write makes it single-use, also under
-	// concurrent verifies. A missing item fails the nonce test, so nothing
-	// is created.
+	// A verify first reads the code (strongly consistent, only the code's
+	// attributes), so that the one transaction that follows can both count
+	// the guess and, for a right code, spend it.
+	if s.readCode, err = prepare("consume: read", expression.NewBuilder().
+		WithProjection(expression.NamesList(
+			expression.Name(attrNonce), expression.Name(attrCodeHash), expression.Name(attrAttempts),
+			expression.Name(attrExpiresAt), expression.Name(attrUsedAt), expression.Name(attrIdentity),
+			expression.Name(attrChannel), expression.Name(attrTarget)))); err != nil {
+		return err
+	}
+
+	// The IP key's verify budget: the oldest of its last VerifyIPCap
+	// verifies must have left the window.
+	if s.verifyIP, err = prepareBudget("consume", s.limits.VerifyIPCap); err != nil {
+		return err
+	}
+
+	// Count first, then compare. The count is the write that decides: the
+	// code must still be the target's current one (a newer send replaces the
+	// nonce), alive (not used, not expired - TTL deletion lags - attempts
+	// left), and still hold exactly the attempts the read saw. That last
+	// clause makes the comparison made on the read count only through this
+	// write: a concurrent guess that counted in between fails it, and the
+	// guess is judged again on the item as it is now. So at most MaxAttempts
+	// guesses are ever answered from a comparison, however many arrive at
+	// once, and each answer's attempts remaining is exact. A right code is
+	// spent in the same write (used_at), so it is single-use too.
 	alive := expression.And(
 		expression.Name(attrNonce).Equal(arg(pNonce)),
+		expression.Name(attrAttempts).Equal(arg(pSeen)),
 		expression.Name(attrAttempts).LessThan(arg(pMaxAttempts)),
 		expression.Name(attrExpiresAt).GreaterThan(arg(pNow)),
 		expression.Name(attrUsedAt).AttributeNotExists(),
 	)
-	if s.consume, err = prepare("consume", expression.NewBuilder().
-		WithUpdate(expression.Set(expression.Name(attrUsedAt), arg(pNow))).
-		WithCondition(alive.And(expression.Name(attrCodeHash).Equal(arg(pCodeHash)))),
-		pNow, pNonce, pMaxAttempts, pCodeHash); err != nil {
+	count := expression.Set(expression.Name(attrAttempts), expression.Name(attrAttempts).Plus(expression.Value(1)))
+	params := []param{pNow, pNonce, pSeen, pMaxAttempts}
+	if s.countWrong, err = prepare("consume", expression.NewBuilder().WithUpdate(count).WithCondition(alive), params...); err != nil {
 		return err
 	}
-
-	// A wrong code counts an attempt. The code must still be alive, checked
-	// again because a concurrent guess may have used the last attempt (or a
-	// right code spent it) since the first write; so the count never passes
-	// MaxAttempts.
-	s.countAttempt, err = prepare("consume: count attempt", expression.NewBuilder().
-		WithUpdate(expression.Set(expression.Name(attrAttempts), expression.Name(attrAttempts).Plus(expression.Value(1)))).
-		WithCondition(alive),
-		pNow, pNonce, pMaxAttempts)
+	s.countRight, err = prepare("consume", expression.NewBuilder().
+		WithUpdate(count.Set(expression.Name(attrUsedAt), arg(pNow))).WithCondition(alive), params...)
 	return err
 }
 
-// Consume spends a right code in one UpdateItem. A wrong code costs a second
-// one, which counts the attempt under a condition, so concurrent wrong guesses
-// can never count more than MaxAttempts.
+// prepareBudget builds the update of a rolling per-IP budget of n events per
+// hour (IPWindow): the oldest of the last n events must have left the window.
+func prepareBudget(op string, n int) (prepared, error) {
+	w := newWindow(ipSlot, n)
+	return prepare(op, expression.NewBuilder().
+		WithUpdate(w.shift(expression.UpdateBuilder{}, arg(pNow)).Set(expression.Name(attrTTL), arg(pIPTTL))).
+		WithCondition(w.olderThan(0, arg(pIPCut))),
+		pNow, pIPCut, pIPTTL)
+}
+
+// Consume checks a guess in two round trips, right or wrong: a strongly
+// consistent read of the code, then one transaction that spends the IP key's
+// verify budget and counts the guess (and spends a right code) under the
+// condition that the code is exactly as read (prepareConsume). A dead code is
+// answered from the read alone.
 func (s *Store) Consume(ctx context.Context, a verification.Attempt) (verification.Record, error) {
 	k := key(prefixTarget + a.Handle)
-	now := a.Now.UnixMilli()
-	v := args{pNow: num(now), pNonce: str(a.Nonce), pMaxAttempts: num(int64(a.MaxAttempts)), pCodeHash: str(a.CodeHash)}
-
-	// The right code of the target's current, live code (prepareConsume),
-	// spent in the same write.
-	values, err := s.consume.bind(&v)
+	read := func() (map[string]types.AttributeValue, error) {
+		out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+			TableName:                s.table,
+			Key:                      k,
+			ProjectionExpression:     s.readCode.projection,
+			ExpressionAttributeNames: s.readCode.names,
+			ConsistentRead:           aws.Bool(true),
+		})
+		if err != nil {
+			return nil, storeError("consume: read", err)
+		}
+		return out.Item, nil
+	}
+	item, err := read()
 	if err != nil {
 		return verification.Record{}, err
 	}
-	out, err := s.update(ctx, k, &s.consume, values, types.ReturnValueAllNew)
-	var ccf *types.ConditionalCheckFailedException
-	switch {
-	case err == nil:
-		spent, err := decodeCode("consume", out.Attributes)
+	now := a.Now.UnixMilli()
+	v := args{
+		pNow: num(now), pNonce: str(a.Nonce), pMaxAttempts: num(int64(a.MaxAttempts)),
+		pIPCut: num(now - s.limits.IPWindow.Milliseconds()), pIPTTL: num(ttlOf(a.Now.Add(s.limits.IPWindow))),
+	}
+	// Each round answers, or sees the count of a concurrent guess (a code
+	// takes at most MaxAttempts), or lost a burst of conflicts more than once
+	// in a row: the bound keeps a pathological burst from looping long; past
+	// it the guess fails closed, uncounted.
+	for range 2*a.MaxAttempts + 2 {
+		c, err := decodeCode("consume", item)
 		if err != nil {
 			return verification.Record{}, err
 		}
-		return verification.Record{Identity: spent.Identity, Channel: spent.Channel, Target: spent.Target}, nil
-	case !errors.As(err, &ccf):
-		return verification.Record{}, storeError("consume", err)
+		if item == nil ||
+			subtle.ConstantTimeCompare([]byte(c.Nonce), []byte(a.Nonce)) != 1 ||
+			c.UsedAt != nil || c.ExpiresAt <= now || c.Attempts >= int64(a.MaxAttempts) {
+			return verification.Record{}, verification.ErrExpired
+		}
+		// Compared in constant time; the result counts only if the
+		// transaction below commits, i.e. only for a counted guess.
+		right := subtle.ConstantTimeCompare([]byte(c.CodeHash), []byte(a.CodeHash)) == 1
+		count := &s.countWrong
+		if right {
+			count = &s.countRight
+		}
+		v[pSeen] = num(c.Attempts)
+		reasons, err := s.transact(ctx, "consume",
+			s.budgetItem(prefixVerifyIP+a.IP, &s.verifyIP, &v),
+			s.updateItem(k, count, &v))
+		switch {
+		case err != nil && conflicted(err):
+			// Concurrent guesses kept colliding with this one's
+			// transaction (a burst at one code): nothing was written, so
+			// read the code again and judge the guess on it.
+			if item, err = read(); err != nil {
+				return verification.Record{}, err
+			}
+		case err != nil:
+			return verification.Record{}, err
+		case reasons == nil && right:
+			return verification.Record{Identity: c.Identity, Channel: c.Channel, Target: c.Target}, nil
+		case reasons == nil:
+			if left := int64(a.MaxAttempts) - (c.Attempts + 1); left > 0 {
+				return verification.Record{}, verification.WrongCode(int(left))
+			}
+			sentAt := time.UnixMilli(c.ExpiresAt).Add(-s.limits.CodeTTL)
+			return verification.Record{}, s.limits.TooManyAttempts(sentAt, a.Now)
+		case failed(reasons[1]):
+			// The code changed since the read (a concurrent guess
+			// counted, a right code spent it, a newer send replaced it):
+			// judge the guess again on the item as it is now.
+			item = reasons[1].Item
+		default:
+			return verification.Record{}, s.budgetRefusal(reasons[0], s.limits.VerifyIPCap, a.Now)
+		}
 	}
+	return verification.Record{}, storeError("consume", verification.ErrUnavailable)
+}
 
-	// Which part failed? The old item says, with no extra read.
-	old, err := decodeCode("consume", ccf.Item)
-	if err != nil {
-		return verification.Record{}, err
+// budgetRefusal names the refusal of a per-IP budget of n per IPWindow from
+// the old item of its failed update: rate_limit_exceeded until the oldest of
+// the last n events leaves the window.
+func (s *Store) budgetRefusal(r types.CancellationReason, n int, now time.Time) error {
+	cut := now.Add(-s.limits.IPWindow).UnixMilli()
+	if t := slotsOf(r.Item, ipSlot, n).Newest(n); t > cut {
+		return verification.RateLimited(ceilSeconds(time.Duration(t-cut) * time.Millisecond))
 	}
-	if ccf.Item == nil ||
-		subtle.ConstantTimeCompare([]byte(old.Nonce), []byte(a.Nonce)) != 1 ||
-		old.UsedAt != nil ||
-		old.ExpiresAt <= now ||
-		old.Attempts >= int64(a.MaxAttempts) ||
-		subtle.ConstantTimeCompare([]byte(old.CodeHash), []byte(a.CodeHash)) == 1 {
-		return verification.Record{}, verification.ErrExpired
-	}
+	// The condition failed, yet the item breaks no rule: the clock moved
+	// across the boundary. A one-second wait settles it.
+	return verification.RateLimited(1)
+}
 
-	// Only the hash was wrong: count the attempt, while the code is still
-	// alive (prepareConsume), so the count never passes MaxAttempts.
-	values, err = s.countAttempt.bind(&v)
-	if err != nil {
-		return verification.Record{}, err
+func ceilSeconds(d time.Duration) int {
+	return max(1, int((d+time.Second-1)/time.Second))
+}
+
+// budgetItem is the update of the rolling budget e on the item pk, for a
+// transaction.
+func (s *Store) budgetItem(pk string, e *prepared, a *args) txItem {
+	return s.updateItem(key(pk), e, a)
+}
+
+// txItem is an item of a transaction with its expression, bound when the
+// transaction is built.
+type txItem struct {
+	key  map[string]types.AttributeValue
+	e    *prepared
+	args *args
+	put  map[string]types.AttributeValue // a Put of this item instead of an Update
+}
+
+func (s *Store) updateItem(k map[string]types.AttributeValue, e *prepared, a *args) txItem {
+	return txItem{key: k, e: e, args: a}
+}
+
+// transact runs one TransactWriteItems of items on the verification table,
+// retrying conflicts. It returns nil reasons when it committed, the
+// cancellation reasons (with old items) when only conditions failed, or an
+// error.
+func (s *Store) transact(ctx context.Context, op string, items ...txItem) ([]types.CancellationReason, error) {
+	in := &dynamodb.TransactWriteItemsInput{TransactItems: make([]types.TransactWriteItem, len(items))}
+	for i, it := range items {
+		values, err := it.e.bind(it.args)
+		if err != nil {
+			return nil, err
+		}
+		if it.put != nil {
+			in.TransactItems[i] = types.TransactWriteItem{Put: &types.Put{
+				TableName:                           s.table,
+				Item:                                it.put,
+				ConditionExpression:                 it.e.condition,
+				ExpressionAttributeNames:            it.e.names,
+				ExpressionAttributeValues:           values,
+				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+			}}
+			continue
+		}
+		in.TransactItems[i] = types.TransactWriteItem{Update: &types.Update{
+			TableName:                           s.table,
+			Key:                                 it.key,
+			UpdateExpression:                    it.e.update,
+			ConditionExpression:                 it.e.condition,
+			ExpressionAttributeNames:            it.e.names,
+			ExpressionAttributeValues:           values,
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		}}
 	}
-	out, err = s.update(ctx, k, &s.countAttempt, values, types.ReturnValueUpdatedNew)
-	switch {
-	case errors.As(err, &ccf):
-		return verification.Record{}, verification.ErrExpired
-	case err != nil:
-		return verification.Record{}, storeError("consume: count attempt", err)
+	err := retryConflicts(ctx, func() error {
+		_, err := s.db.TransactWriteItems(ctx, in)
+		return err
+	})
+	if err == nil {
+		return nil, nil
 	}
-	counted, err := decodeCode("consume: count attempt", out.Attributes)
-	if err != nil {
-		return verification.Record{}, err
+	var tce *types.TransactionCanceledException
+	if !errors.As(err, &tce) {
+		return nil, storeError(op, err)
 	}
-	if left := int64(a.MaxAttempts) - counted.Attempts; left > 0 {
-		return verification.Record{}, verification.WrongCode(int(left))
+	if err := canceledError(op, tce); err != nil {
+		return nil, err
 	}
-	sentAt := time.UnixMilli(old.ExpiresAt).Add(-s.limits.CodeTTL)
-	return verification.Record{}, s.limits.TooManyAttempts(sentAt, a.Now)
+	if len(tce.CancellationReasons) != len(items) {
+		return nil, storeError(op+": reasons do not match the items", err)
+	}
+	return tce.CancellationReasons, nil
 }

@@ -50,13 +50,15 @@ const (
 	pTarget                   // the code's target (ANY, USER, NOT_USER)
 	pMaxAttempts              // attempts allowed
 	pAnswerHash               // a captcha answer's hash
+	pSeen                     // the attempts a verify read on the code
+	pTokTTL                   // a captcha token's item's ttl
 	numParams
 )
 
 var paramNames = [numParams]string{
 	pNow: "now", pIPCut: "ipCut", pCoolCut: "coolCut", pDayCut: "dayCut", pIPTTL: "ipTTL", pTgtTTL: "tgtTTL",
 	pNonce: "nonce", pCodeHash: "codeHash", pExpiresAt: "expiresAt", pIdentity: "identity", pChannel: "channel",
-	pTarget: "target", pMaxAttempts: "maxAttempts", pAnswerHash: "answerHash",
+	pTarget: "target", pMaxAttempts: "maxAttempts", pAnswerHash: "answerHash", pSeen: "seen", pTokTTL: "tokTTL",
 }
 
 func (p param) String() string {

@@ -124,6 +124,7 @@ func TestLargestExpressions(t *testing.T) {
 	l := verification.Limits{
 		Cooldown: time.Minute, TargetCap: maxSlots, TargetWindow: 24 * time.Hour,
 		IPCap: maxSlots, IPWindow: time.Hour, CaptchaIPGate: 3, CaptchaTgtGate: 3, MaxAttempts: 5, CodeTTL: 10 * time.Minute,
+		VerifyIPCap: maxSlots, CaptchaIPCap: maxSlots, CaptchaTokenUses: maxSlots,
 	}
 	db := &captureDB{}
 	s, err := New(db, "codes", "users", l)

@@ -64,6 +64,7 @@ func TestPrepare(t *testing.T) {
 var smallLimits = verification.Limits{
 	Cooldown: time.Minute, TargetCap: 3, TargetWindow: 24 * time.Hour,
 	IPCap: 2, IPWindow: time.Hour, CaptchaIPGate: 1, CaptchaTgtGate: 2, MaxAttempts: 5, CodeTTL: 10 * time.Minute,
+	VerifyIPCap: 3, CaptchaIPCap: 2, CaptchaTokenUses: 2,
 }
 
 // captureDB keeps every input and answers UpdateItem with the next of
@@ -72,6 +73,7 @@ type captureDB struct {
 	inputs     []any
 	txErr      error
 	updateErrs []error
+	item       map[string]types.AttributeValue // what GetItem answers
 }
 
 // txs are the TransactWriteItems inputs received, in order.
@@ -105,7 +107,7 @@ func (c *captureDB) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, 
 	if len(c.updateErrs) > 0 {
 		err, c.updateErrs = c.updateErrs[0], c.updateErrs[1:]
 	}
-	return &dynamodb.UpdateItemOutput{Attributes: map[string]types.AttributeValue{attrAttempts: num(1)}}, err
+	return &dynamodb.UpdateItemOutput{Attributes: map[string]types.AttributeValue{attrAttempts: num(1), attrAnswerHash: str("right")}}, err
 }
 
 func (c *captureDB) PutItem(_ context.Context, in *dynamodb.PutItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
@@ -115,7 +117,7 @@ func (c *captureDB) PutItem(_ context.Context, in *dynamodb.PutItemInput, _ ...f
 
 func (c *captureDB) GetItem(_ context.Context, in *dynamodb.GetItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
 	c.inputs = append(c.inputs, in)
-	return &dynamodb.GetItemOutput{}, nil
+	return &dynamodb.GetItemOutput{Item: c.item}, nil
 }
 
 // TestBoundRequests runs every kind of request, each expression shape
@@ -139,22 +141,21 @@ func TestBoundRequests(t *testing.T) {
 	withToken.CaptchaID, withToken.Require = "k", verification.RequireUser
 	noUser := r
 	noUser.Require = verification.RequireNoUser
-	wrongCode := &types.ConditionalCheckFailedException{Item: map[string]types.AttributeValue{
+	db.item = map[string]types.AttributeValue{
 		attrNonce: str("n"), attrCodeHash: str("c"), attrAttempts: num(0), attrExpiresAt: num(now.Add(time.Minute).UnixMilli()),
-	}}
-	wrongAnswer := &types.ConditionalCheckFailedException{Item: map[string]types.AttributeValue{
-		attrAnswerHash: str("right"), attrAttempts: num(0), attrExpiresAt: num(now.Add(time.Minute).UnixMilli()),
-	}}
+	}
 	ctx := t.Context()
 	_ = s.Reserve(ctx, r)
 	_ = s.Reserve(ctx, withToken)
 	_ = s.Reserve(ctx, noUser)
 	_ = s.Release(ctx, r)
-	db.updateErrs = []error{wrongCode}
-	_, _ = s.Consume(ctx, verification.Attempt{Handle: "h", Nonce: "n", CodeHash: "x", Now: now, MaxAttempts: 5})
-	_ = s.PutChallenge(ctx, captcha.Challenge{ID: "c", AnswerHash: "right", ExpiresAt: now.Add(time.Minute)})
-	db.updateErrs = []error{wrongAnswer}
+	// A wrong and a right code: each a read and a transaction.
+	_, _ = s.Consume(ctx, verification.Attempt{Handle: "h", Nonce: "n", CodeHash: "x", IP: "ip1", Now: now, MaxAttempts: 5})
+	_, _ = s.Consume(ctx, verification.Attempt{Handle: "h", Nonce: "n", CodeHash: "c", IP: "ip1", Now: now, MaxAttempts: 5})
+	_ = s.PutChallenge(ctx, captcha.Challenge{ID: "c", AnswerHash: "right", ExpiresAt: now.Add(time.Minute), IP: "ip1", Now: now})
+	// A wrong answer (its count), a right one (its count and the solve).
 	_ = s.SolveChallenge(ctx, captcha.Solve{ID: "c", AnswerHash: "wrong", Now: now, MaxAttempts: 3})
+	_ = s.SolveChallenge(ctx, captcha.Solve{ID: "c", AnswerHash: "right", Now: now, MaxAttempts: 3})
 	_, _ = s.Exists(ctx, "a")
 	// A user refusal spends the IP budget with the IP's update alone.
 	db.txErr = &types.TransactionCanceledException{CancellationReasons: []types.CancellationReason{
@@ -193,9 +194,10 @@ func TestBoundRequests(t *testing.T) {
 			exprs = append(exprs, expr{[]*string{in.ProjectionExpression}, in.ExpressionAttributeNames, nil})
 		}
 	}
-	// 4 transactions; release, consume and its count, solve and its count,
-	// the IP spend; a put; a get.
-	if got, want := fmt.Sprint(kinds), "map[*dynamodb.GetItemInput:1 *dynamodb.PutItemInput:1 *dynamodb.TransactWriteItemsInput:4 *dynamodb.UpdateItemInput:6]"; got != want {
+	// 4 sends, 2 verifies and a captcha image are transactions; release,
+	// the three of the captcha answers and the IP spend are updates; the
+	// reads of the two verifies and Exists are gets.
+	if got, want := fmt.Sprint(kinds), "map[*dynamodb.GetItemInput:3 *dynamodb.TransactWriteItemsInput:7 *dynamodb.UpdateItemInput:5]"; got != want {
 		t.Fatalf("requests: got %s, want %s", got, want)
 	}
 	valueRef := regexp.MustCompile(`:[0-9A-Za-z_]+`)
@@ -235,7 +237,7 @@ func TestBoundRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range [][2]*prepared{{&s.ip, &fresh.ip}, {&s.tgtGated, &fresh.tgtGated}, {&s.consume, &fresh.consume}, {&s.exists, &fresh.exists}} {
+	for _, p := range [][2]*prepared{{&s.ip, &fresh.ip}, {&s.tgtGated, &fresh.tgtGated}, {&s.countRight, &fresh.countRight}, {&s.exists, &fresh.exists}} {
 		if !maps.Equal(p[0].names, p[1].names) || aws.ToString(p[0].update) != aws.ToString(p[1].update) ||
 			aws.ToString(p[0].condition) != aws.ToString(p[1].condition) {
 			t.Errorf("%s: changed by requests", p[0].op)

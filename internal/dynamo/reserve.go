@@ -12,9 +12,9 @@ import (
 	"github.com/verifykit/verifykit/internal/verification"
 )
 
-// tokenGrace keeps a consumed captcha token's record a little past the
+// tokenGrace keeps a captcha token's record of spent uses a little past the
 // token's own expiry, so that a Lambda instance whose clock runs slightly
-// behind cannot accept the token again after TTL deleted its record.
+// behind cannot accept the token afresh after TTL deleted its record.
 const tokenGrace = 5 * time.Minute
 
 // reserve is one send's transaction and where its items sit in it.
@@ -34,7 +34,8 @@ const (
 // Reserve commits r in one TransactWriteItems, or names the refusal from
 // the old items DynamoDB returns with the cancellation (SPEC §3.4a order,
 // through Limits.Judge and Judgement.Refusal). A refusal by the user check
-// costs one more UpdateItem: it spends the IP's budget.
+// costs one more UpdateItem: it spends the IP's budget, under the captcha
+// gate too.
 func (s *Store) Reserve(ctx context.Context, r verification.Reservation) error {
 	tx, err := s.reserveTx(r)
 	if err != nil {
@@ -114,6 +115,19 @@ func (s *Store) prepareReserve() (err error) {
 		}
 	}
 
+	// A captcha token serves CaptchaTokenUses accepted sends: each spends a
+	// use in the send's transaction, while fewer than that are spent, so
+	// concurrent sends with one token never exceed its uses; a refused send
+	// (cancelled transaction) spends none.
+	uses := expression.Name(attrUses)
+	if s.tokenUse, err = prepare("reserve", expression.NewBuilder().
+		WithUpdate(expression.Add(uses, expression.Value(1)).
+			Set(expression.Name(attrTTL), arg(pTokTTL))).
+		WithCondition(uses.AttributeNotExists().Or(uses.LessThan(expression.Value(l.CaptchaTokenUses)))),
+		pTokTTL); err != nil {
+		return err
+	}
+
 	// Only the reservation that is still the target's current one may be
 	// undone: a newer send owns the item (and its newest slot) now.
 	s.release, err = prepare("release", expression.NewBuilder().
@@ -184,19 +198,23 @@ func (s *Store) reserveTx(r verification.Reservation) (reserve, error) {
 	}}
 
 	if r.CaptchaID != "" {
-		// A captcha token is single-use: its record must not exist yet. The
-		// record lives as long as the token could still pass Check; an
-		// expired token is refused before it gets here, so a lingering
-		// record of one needs no expiry test.
+		// The token spends one of its uses (prepareReserve). The record
+		// lives as long as the token could still pass Check; an expired
+		// token is refused before it gets here, so a lingering record of one
+		// needs no expiry test.
+		a[pTokTTL] = num(ttlOf(latest(r.CaptchaExp, r.Now).Add(tokenGrace)))
+		values, err := s.tokenUse.bind(a)
+		if err != nil {
+			return tx, err
+		}
 		tx.tokenAt = len(items)
-		items = append(items, types.TransactWriteItem{Put: &types.Put{
-			TableName: s.table,
-			Item: map[string]types.AttributeValue{
-				attrPK:  str(prefixToken + r.CaptchaID),
-				attrTTL: num(ttlOf(latest(r.CaptchaExp, r.Now).Add(tokenGrace))),
-			},
-			ConditionExpression:                 s.absent.condition,
-			ExpressionAttributeNames:            s.absent.names,
+		items = append(items, types.TransactWriteItem{Update: &types.Update{
+			TableName:                           s.table,
+			Key:                                 key(prefixToken + r.CaptchaID),
+			UpdateExpression:                    s.tokenUse.update,
+			ConditionExpression:                 s.tokenUse.condition,
+			ExpressionAttributeNames:            s.tokenUse.names,
+			ExpressionAttributeValues:           values,
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 		}})
 	}
@@ -249,26 +267,32 @@ func (s *Store) refuse(ctx context.Context, r verification.Reservation, tx reser
 		return refusal
 	}
 
-	// The user check refused, and that still spends the IP's budget
-	// (SPEC §3.3), so the endpoint cannot enumerate accounts for free. The
-	// same shift as in the transaction, with the budget as its only
-	// condition (s.ip): the gate already passed (or the refusal would have
-	// been captcha_required), and the budget may have been spent meanwhile.
-	spend, err := s.ip.bind(&tx.args)
+	// The user check refused, and that still spends the IP's budget, so the
+	// endpoint cannot enumerate accounts for free. The same shift as in the
+	// transaction, under the same IP condition (s.ip, or s.ipGated without a
+	// captcha token): concurrent probes from one IP may all have passed the
+	// gate in their transactions, which spent nothing; checked again here,
+	// where the spends happen one after the other, they get at most
+	// CaptchaIPGate answers before captcha_required, like accepted sends.
+	ipExpr := &s.ip
+	if !captchaGiven {
+		ipExpr = &s.ipGated
+	}
+	spend, err := ipExpr.bind(&tx.args)
 	if err != nil {
 		return err
 	}
 	var ccf *types.ConditionalCheckFailedException
-	_, err = s.update(ctx, key(prefixIP+r.IP), &s.ip, spend, types.ReturnValueNone)
+	_, err = s.update(ctx, key(prefixIP+r.IP), ipExpr, spend, types.ReturnValueNone)
 	switch {
 	case err == nil:
 		return refusal
 	case errors.As(err, &ccf):
-		// Concurrent sends spent the budget between the two calls: the send
-		// is now refused for the IP, which SPEC §3.4a puts first.
+		// Concurrent sends spent the budget, or reached the gate, between
+		// the two calls: the refusal they now earn comes first.
 		ip = slotsOf(ccf.Item, ipSlot, s.limits.IPCap)
 		again, _ := s.limits.Judge(ip, tgt, r.Now).Refusal(captchaGiven, captchaUsed, userRefusal)
-		if verification.KindOf(again) == verification.KindRateLimitExceeded {
+		if k := verification.KindOf(again); k == verification.KindRateLimitExceeded || k == verification.KindCaptchaRequired {
 			return again
 		}
 		return verification.RateLimited(1)

@@ -60,6 +60,7 @@ func TestRefusalEdges(t *testing.T) {
 	l := verification.Limits{
 		Cooldown: time.Minute, TargetCap: 2, TargetWindow: 24 * time.Hour,
 		IPCap: 2, IPWindow: time.Hour, MaxAttempts: 5, CodeTTL: 10 * time.Minute,
+		VerifyIPCap: 3, CaptchaIPCap: 2, CaptchaTokenUses: 2,
 	}
 	old := now.Add(-2 * time.Hour)
 	for _, tc := range []struct {

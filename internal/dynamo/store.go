@@ -18,8 +18,11 @@
 //	              until used). A new send overwrites the code, so an older
 //	              verification_id can no longer verify.
 //	ip#<addr>     h0..h{M-1}: the last M accepted sends (M = Limits.IPCap)
+//	vip#<addr>    h0..h{V-1}: the last V verifies of live codes
+//	              (V = Limits.VerifyIPCap)
+//	cip#<addr>    h0..h{C-1}: the last C captcha images (C = Limits.CaptchaIPCap)
 //	cap#<id>      an image captcha: answer_hash, attempts, expires_at, used_at
-//	ctok#<id>     a consumed captcha token
+//	ctok#<id>     a captcha token's spent uses: uses
 //
 // "ttl" is Unix seconds, set to when the item stops mattering.
 package dynamo
@@ -58,6 +61,7 @@ const (
 	attrAttempts   = "attempts"
 	attrExpiresAt  = "expires_at"
 	attrUsedAt     = "used_at"
+	attrUses       = "uses"
 	attrTTL        = "ttl" // Unix seconds; the table's TTL attribute
 
 	targetSlot = "d" // d0..d{N-1}
@@ -68,6 +72,8 @@ const (
 const (
 	prefixTarget    = "tgt#"
 	prefixIP        = "ip#"
+	prefixVerifyIP  = "vip#"
+	prefixCaptchaIP = "cip#"
 	prefixChallenge = "cap#"
 	prefixToken     = "ctok#"
 )
@@ -88,12 +94,15 @@ type Store struct {
 	// target updates with and without the captcha gates; the IP update
 	// alone is also the budget a user refusal spends.
 	ip, ipGated, tgt, tgtGated prepared
+	tokenUse                   prepared // a captcha token spends a use
 	release                    prepared
 	absent                     prepared // the item must not exist yet
 	user, noUser               prepared // the user checks of USER and NOT_USER
 	exists                     prepared // the projection of Exists
-	consume, countAttempt      prepared
-	solve, countSolve          prepared
+	readCode                   prepared // the projection of a verify's read
+	verifyIP, captchaIP        prepared // the verify and captcha image budgets
+	countWrong, countRight     prepared // a verify's count, with the consume for a right code
+	countSolve, solve          prepared // a captcha answer's count, then the consume of a right one
 }
 
 var (
@@ -103,13 +112,18 @@ var (
 )
 
 // New returns a store on table (codes, limits, captchas) and usersTable
-// (items keyed by "identity") that enforces limits. TargetCap and IPCap must
-// be between 1 and 100: each is that many attributes on one item.
+// (items keyed by "identity") that enforces limits. TargetCap, IPCap,
+// VerifyIPCap and CaptchaIPCap must be between 1 and 100: each is that many
+// attributes on one item. CaptchaTokenUses must be between 1 and 100 too.
 func New(db Client, table, usersTable string, limits verification.Limits) (*Store, error) {
 	for _, c := range []struct {
 		name string
 		n    int
-	}{{"TargetCap", limits.TargetCap}, {"IPCap", limits.IPCap}} {
+	}{
+		{"TargetCap", limits.TargetCap}, {"IPCap", limits.IPCap},
+		{"VerifyIPCap", limits.VerifyIPCap}, {"CaptchaIPCap", limits.CaptchaIPCap},
+		{"CaptchaTokenUses", limits.CaptchaTokenUses},
+	} {
 		if c.n < 1 || c.n > maxSlots {
 			return nil, fmt.Errorf("dynamo: %s is %d, want 1..%d", c.name, c.n, maxSlots)
 		}

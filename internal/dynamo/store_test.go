@@ -49,9 +49,35 @@ func newStore(t *testing.T, endpoint string, limits verification.Limits, users [
 func TestContract(t *testing.T) {
 	endpoint := testenv.Get(t, testenv.DynamoDB)
 	storetest.Run(t, func(t *testing.T, limits verification.Limits, users []string) storetest.Stores {
-		s, _, _ := newStore(t, endpoint, limits, users)
+		_, client, tables := newStore(t, endpoint, limits, users)
+		s, err := dynamo.New(holding{client}, tables["VerificationTable"], tables["UsersTable"], limits)
+		if err != nil {
+			t.Fatal(err)
+		}
 		return storetest.Stores{Codes: s, Users: s, Captcha: s}
 	})
+}
+
+// holding lets the contract's count-first cases hold a request after each
+// write (storetest.AfterWrite).
+type holding struct{ dynamo.Client }
+
+func (h holding) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, opts ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	out, err := h.Client.TransactWriteItems(ctx, in, opts...)
+	storetest.AfterWrite(ctx)
+	return out, err
+}
+
+func (h holding) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	out, err := h.Client.UpdateItem(ctx, in, opts...)
+	storetest.AfterWrite(ctx)
+	return out, err
+}
+
+func (h holding) PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	out, err := h.Client.PutItem(ctx, in, opts...)
+	storetest.AfterWrite(ctx)
+	return out, err
 }
 
 // seq numbers the reservations' nonces.
@@ -67,11 +93,11 @@ func reservation(identity, ip string, now time.Time) verification.Reservation {
 }
 
 func attempt(r verification.Reservation, hash string, now time.Time) verification.Attempt {
-	return verification.Attempt{Handle: r.Handle, Nonce: r.Nonce, CodeHash: hash, Now: now, MaxAttempts: 5}
+	return verification.Attempt{Handle: r.Handle, Nonce: r.Nonce, CodeHash: hash, IP: "ip1", Now: now, MaxAttempts: 5}
 }
 
 // TestRoundTrips pins the DynamoDB calls of each operation: one round trip
-// for any send and for a right code.
+// for any send; a read and a transaction for a verify, right or wrong.
 func TestRoundTrips(t *testing.T) {
 	endpoint := testenv.Get(t, testenv.DynamoDB)
 	var calls dynamotest.CallCounter
@@ -105,25 +131,25 @@ func TestRoundTrips(t *testing.T) {
 		{"consume wrong code", func() error {
 			_, err := s.Consume(ctx, attempt(verified, "wrong", t0.Add(m)))
 			return err
-		}, counts{"UpdateItem": 2}},
+		}, counts{"GetItem": 1, "TransactWriteItems": 1}},
 		{"consume right code", func() error {
 			_, err := s.Consume(ctx, attempt(verified, verified.CodeHash, t0.Add(m)))
 			return err
-		}, counts{"UpdateItem": 1}},
+		}, counts{"GetItem": 1, "TransactWriteItems": 1}},
 		{"consume used code", func() error {
 			_, err := s.Consume(ctx, attempt(verified, "wrong", t0.Add(m)))
 			return err
-		}, counts{"UpdateItem": 1}},
+		}, counts{"GetItem": 1}},
 		{"user exists", func() error { _, err := s.Exists(ctx, "alice"); return err }, counts{"GetItem": 1}},
 		{"put challenge", func() error {
-			return s.PutChallenge(ctx, captcha.Challenge{ID: "c", AnswerHash: "ans", ExpiresAt: t0.Add(m)})
-		}, counts{"PutItem": 1}},
+			return s.PutChallenge(ctx, captcha.Challenge{ID: "c", AnswerHash: "ans", ExpiresAt: t0.Add(m), IP: "ip1", Now: t0})
+		}, counts{"TransactWriteItems": 1}},
 		{"solve challenge wrong", func() error {
 			return s.SolveChallenge(ctx, captcha.Solve{ID: "c", AnswerHash: "bad", Now: t0, MaxAttempts: 3})
-		}, counts{"UpdateItem": 2}},
+		}, counts{"UpdateItem": 1}},
 		{"solve challenge right", func() error {
 			return s.SolveChallenge(ctx, captcha.Solve{ID: "c", AnswerHash: "ans", Now: t0, MaxAttempts: 3})
-		}, counts{"UpdateItem": 1}},
+		}, counts{"UpdateItem": 2}},
 	} {
 		calls.Reset()
 		err := tc.do()
@@ -184,7 +210,7 @@ func TestExpiredButPresent(t *testing.T) {
 func TestItemLayout(t *testing.T) {
 	endpoint := testenv.Get(t, testenv.DynamoDB)
 	l := storetest.Limits()
-	l.TargetCap, l.IPCap = 3, 2
+	l.TargetCap, l.IPCap, l.VerifyIPCap, l.CaptchaIPCap = 3, 2, 3, 2
 	s, client, tables := newStore(t, endpoint, l, nil)
 	ctx := t.Context()
 	t0 := storetest.T0
@@ -227,7 +253,7 @@ func TestItemLayout(t *testing.T) {
 			"identity": "a", "channel": "email", "target": "ANY", "ttl": sec(t0.Add(24 * time.Hour)),
 		}},
 		{"ip#ip1", map[string]string{"pk": "ip#ip1", "h0": "N0", "h1": ms(t0), "ttl": sec(t0.Add(time.Hour))}},
-		{"ctok#k1", map[string]string{"pk": "ctok#k1", "ttl": sec(r.CaptchaExp.Add(5 * time.Minute))}},
+		{"ctok#k1", map[string]string{"pk": "ctok#k1", "uses": "N1", "ttl": sec(r.CaptchaExp.Add(5 * time.Minute))}},
 	} {
 		if got := get(tc.pk); fmt.Sprint(got) != fmt.Sprint(tc.want) {
 			t.Errorf("item %s:\n got %v\nwant %v", tc.pk, got, tc.want)
@@ -236,9 +262,48 @@ func TestItemLayout(t *testing.T) {
 	if _, err := s.Consume(ctx, attempt(r, r.CodeHash, t0)); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := get("tgt#" + r.Handle)["used_at"], ms(t0); got != want {
-		t.Errorf("used_at: got %s, want %s", got, want)
+	if tgt := get("tgt#" + r.Handle); tgt["used_at"] != ms(t0) || tgt["attempts"] != "N1" {
+		t.Errorf("used_at and attempts: got %s and %s, want %s and N1", tgt["used_at"], tgt["attempts"], ms(t0))
 	}
+	if err := s.PutChallenge(ctx, captcha.Challenge{ID: "c", AnswerHash: "ans", ExpiresAt: t0.Add(time.Minute), IP: "ip1", Now: t0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SolveChallenge(ctx, captcha.Solve{ID: "c", AnswerHash: "ans", Now: t0, MaxAttempts: 3}); err != nil {
+		t.Fatal(err)
+	}
+	var vip, cip []string // the verify and captcha budgets: VerifyIPCap and CaptchaIPCap slots
+	for i := range l.VerifyIPCap {
+		vip = append(vip, fmt.Sprintf("h%d", i))
+	}
+	for i := range l.CaptchaIPCap {
+		cip = append(cip, fmt.Sprintf("h%d", i))
+	}
+	for _, tc := range []struct {
+		pk   string
+		want map[string]string
+	}{
+		{"vip#ip1", slotsItem("vip#ip1", vip, ms(t0), sec(t0.Add(time.Hour)))},
+		{"cip#ip1", slotsItem("cip#ip1", cip, ms(t0), sec(t0.Add(time.Hour)))},
+		{"cap#c", map[string]string{
+			"pk": "cap#c", "answer_hash": "ans", "attempts": "N1", "expires_at": ms(t0.Add(time.Minute)),
+			"used_at": ms(t0), "ttl": sec(t0.Add(time.Minute)),
+		}},
+	} {
+		if got := get(tc.pk); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("item %s:\n got %v\nwant %v", tc.pk, got, tc.want)
+		}
+	}
+}
+
+// slotsItem is the item of a rolling budget after one event at newest:
+// every slot but the last zero.
+func slotsItem(pk string, slots []string, newest, ttl string) map[string]string {
+	m := map[string]string{"pk": pk, "ttl": ttl}
+	for _, s := range slots {
+		m[s] = "N0"
+	}
+	m[slots[len(slots)-1]] = newest
+	return m
 }
 
 // recorder keeps the last TransactionCanceledException the store saw.

@@ -45,8 +45,8 @@ type Response struct {
 
 // Captchas issues and solves image captchas.
 type Captchas interface {
-	New(ctx context.Context) (captcha.Image, error)
-	Solve(ctx context.Context, token, key string) (captcha.Pass, error)
+	New(ctx context.Context, ip string) (captcha.Image, error)
+	Solve(ctx context.Context, token, key, ip string) (captcha.Pass, error)
 }
 
 // Handler serves every route of the API.
@@ -181,7 +181,7 @@ func (h *Handler) verify(ctx context.Context, r *Request, l *logEntry) Response 
 	if err := decode(r.Body, &b, verifyFields); err != nil {
 		return h.fail(l, err)
 	}
-	res, err := h.Verification.Verify(ctx, verification.VerifyRequest{VerificationID: b.VerificationID, VerificationCode: b.VerificationCode})
+	res, err := h.Verification.Verify(ctx, verification.VerifyRequest{VerificationID: b.VerificationID, VerificationCode: b.VerificationCode, IP: r.IPKey})
 	if err != nil {
 		return h.fail(l, err)
 	}
@@ -199,7 +199,7 @@ func (h *Handler) captchaNew(ctx context.Context, r *Request, l *logEntry) Respo
 			return h.fail(l, err)
 		}
 	}
-	img, err := h.Captchas.New(ctx)
+	img, err := h.Captchas.New(ctx, r.IPKey)
 	if err != nil {
 		return h.fail(l, err)
 	}
@@ -214,7 +214,7 @@ func (h *Handler) captchaSolve(ctx context.Context, r *Request, l *logEntry) Res
 	if b.Token == nil || b.Key == nil {
 		return h.fail(l, verification.Errorf(verification.KindInvalidRequest, "token and key are required"))
 	}
-	pass, err := h.Captchas.Solve(ctx, *b.Token, *b.Key)
+	pass, err := h.Captchas.Solve(ctx, *b.Token, *b.Key, r.IPKey)
 	if err != nil {
 		return h.fail(l, err)
 	}

@@ -20,11 +20,19 @@ type Store struct {
 
 	mu         sync.Mutex
 	targets    map[string]*target
-	ips        map[string]*ring
+	ips        map[string]*ring // accepted sends per IP key
+	verifyIPs  map[string]*ring // verifies of live codes per IP key
+	captchaIPs map[string]*ring // captcha images per IP key
 	users      map[string]bool
 	challenges map[string]*challenge
-	consumed   map[string]time.Time // captcha token id -> its expiry
+	tokens     map[string]*tokenUses // captcha token id -> its spent uses
 	lastSweep  time.Time
+}
+
+// tokenUses is what a captcha token has spent, kept until it expires.
+type tokenUses struct {
+	n   int
+	exp time.Time
 }
 
 type target struct {
@@ -51,9 +59,11 @@ func New(limits verification.Limits, users []string) *Store {
 		limits:     limits,
 		targets:    map[string]*target{},
 		ips:        map[string]*ring{},
+		verifyIPs:  map[string]*ring{},
+		captchaIPs: map[string]*ring{},
 		users:      map[string]bool{},
 		challenges: map[string]*challenge{},
-		consumed:   map[string]time.Time{},
+		tokens:     map[string]*tokenUses{},
 	}
 	for _, u := range users {
 		s.users[u] = true
@@ -96,7 +106,8 @@ func (s *Store) Reserve(_ context.Context, r verification.Reservation) error {
 	case r.Require == verification.RequireNoUser && exists:
 		userRefusal = verification.ErrUserExists
 	}
-	_, captchaUsed := s.consumed[r.CaptchaID]
+	tok := s.tokens[r.CaptchaID]
+	captchaUsed := tok != nil && tok.n >= s.limits.CaptchaTokenUses
 	j := s.limits.Judge(ip, &t.slots, r.Now)
 	if err, spendIP := j.Refusal(r.CaptchaID != "", r.CaptchaID != "" && captchaUsed, userRefusal); err != nil {
 		if spendIP {
@@ -109,7 +120,11 @@ func (s *Store) Reserve(_ context.Context, r verification.Reservation) error {
 	ip.push(r.Now.UnixMilli())
 	s.ips[r.IP] = ip
 	if r.CaptchaID != "" {
-		s.consumed[r.CaptchaID] = r.CaptchaExp
+		if tok == nil {
+			tok = &tokenUses{exp: r.CaptchaExp}
+			s.tokens[r.CaptchaID] = tok
+		}
+		tok.n++
 	}
 	t.slots.push(r.Now.UnixMilli())
 	// The new code replaces the old one (attempts and used start afresh).
@@ -138,35 +153,69 @@ func (s *Store) Release(_ context.Context, r verification.Reservation) error {
 	return nil
 }
 
-// Consume spends a right code or counts a wrong one.
+// Consume counts a guess, then compares it (verification.Store): under the
+// lock nothing can come between the two, so this is the order the DynamoDB
+// store needs conditions for. A dead code is refused before the IP key's
+// verify budget, which a live code's guess spends.
 func (s *Store) Consume(_ context.Context, a verification.Attempt) (verification.Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.sweep(a.Now)
 	t := s.targets[a.Handle]
 	if t == nil || t.nonce == "" || subtle.ConstantTimeCompare([]byte(t.nonce), []byte(a.Nonce)) != 1 ||
 		t.used || !a.Now.Before(t.expiresAt) || t.attempts >= a.MaxAttempts {
 		return verification.Record{}, verification.ErrExpired
 	}
+	if err := spendWindow(s.verifyIPs, a.IP, s.limits.VerifyIPCap, s.limits.IPWindow, a.Now); err != nil {
+		return verification.Record{}, err
+	}
+	t.attempts++
 	if subtle.ConstantTimeCompare([]byte(t.codeHash), []byte(a.CodeHash)) == 1 {
 		t.used = true
 		return t.rec, nil
 	}
-	t.attempts++
 	if left := a.MaxAttempts - t.attempts; left > 0 {
 		return verification.Record{}, verification.WrongCode(left)
 	}
 	return verification.Record{}, s.limits.TooManyAttempts(t.expiresAt.Add(-s.limits.CodeTTL), a.Now)
 }
 
-// PutChallenge stores a new captcha challenge.
+// spendWindow takes one event of key's rolling budget of n per window in
+// rings, or answers rate_limit_exceeded with the wait until the oldest of the
+// last n events leaves the window.
+func spendWindow(rings map[string]*ring, key string, n int, window time.Duration, now time.Time) error {
+	r := rings[key]
+	if r == nil {
+		r = newRing(n)
+	}
+	cut := now.Add(-window).UnixMilli()
+	if t := r.Newest(n); t > cut {
+		return verification.RateLimited(ceilSeconds(time.Duration(t-cut) * time.Millisecond))
+	}
+	r.push(now.UnixMilli())
+	rings[key] = r
+	return nil
+}
+
+func ceilSeconds(d time.Duration) int {
+	return max(1, int((d+time.Second-1)/time.Second))
+}
+
+// PutChallenge stores a new captcha challenge, spending one of its IP key's
+// captcha images.
 func (s *Store) PutChallenge(_ context.Context, c captcha.Challenge) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.sweep(c.Now)
+	if err := spendWindow(s.captchaIPs, c.IP, s.limits.CaptchaIPCap, s.limits.IPWindow, c.Now); err != nil {
+		return err
+	}
 	s.challenges[c.ID] = &challenge{answerHash: c.AnswerHash, expiresAt: c.ExpiresAt}
 	return nil
 }
 
-// SolveChallenge marks a challenge solved or counts a wrong answer.
+// SolveChallenge counts an answer, then compares it: right solves the
+// challenge, wrong leaves the attempt counted.
 func (s *Store) SolveChallenge(_ context.Context, v captcha.Solve) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -176,11 +225,12 @@ func (s *Store) SolveChallenge(_ context.Context, v captcha.Solve) error {
 		return captcha.ErrExpired
 	case c.used:
 		return captcha.ErrUsed
-	case subtle.ConstantTimeCompare([]byte(c.answerHash), []byte(v.AnswerHash)) == 1:
+	}
+	c.attempts++
+	if subtle.ConstantTimeCompare([]byte(c.answerHash), []byte(v.AnswerHash)) == 1 {
 		c.used = true
 		return nil
 	}
-	c.attempts++
 	return captcha.ErrWrong
 }
 
@@ -199,9 +249,11 @@ func (s *Store) sweep(now time.Time) {
 			delete(s.targets, k)
 		}
 	}
-	for k, sl := range s.ips {
-		if sl.Newest(1) <= ipCut {
-			delete(s.ips, k)
+	for _, rings := range []map[string]*ring{s.ips, s.verifyIPs, s.captchaIPs} {
+		for k, sl := range rings {
+			if sl.Newest(1) <= ipCut {
+				delete(rings, k)
+			}
 		}
 	}
 	for k, c := range s.challenges {
@@ -209,9 +261,9 @@ func (s *Store) sweep(now time.Time) {
 			delete(s.challenges, k)
 		}
 	}
-	for k, exp := range s.consumed {
-		if !now.Before(exp) {
-			delete(s.consumed, k)
+	for k, tok := range s.tokens {
+		if !now.Before(tok.exp) {
+			delete(s.tokens, k)
 		}
 	}
 }

@@ -10,9 +10,11 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -38,19 +40,68 @@ type NewFunc func(t *testing.T, limits verification.Limits, users []string) Stor
 // as what it says in the cases about clock hours.
 var T0 = time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// Limits are the limits of the cases unless one says otherwise: the SPEC's
-// defaults with the captcha gate off, so that cases about other rules need
-// no captcha.
+// Limits are the limits of the cases unless one says otherwise: the
+// service's defaults with the captcha gate off, so that cases about other
+// rules need no captcha, and captcha tokens of one use, so that a case shows
+// a spent token in one step (the cases about uses set their own).
 func Limits() verification.Limits {
 	return verification.Limits{
-		Cooldown:     60 * time.Second,
-		TargetCap:    10,
-		TargetWindow: 24 * time.Hour,
-		IPCap:        10,
-		IPWindow:     time.Hour,
-		MaxAttempts:  5,
-		CodeTTL:      10 * time.Minute,
+		Cooldown:         60 * time.Second,
+		TargetCap:        10,
+		TargetWindow:     24 * time.Hour,
+		IPCap:            10,
+		IPWindow:         time.Hour,
+		MaxAttempts:      5,
+		CodeTTL:          10 * time.Minute,
+		VerifyIPCap:      60,
+		CaptchaIPCap:     30,
+		CaptchaTokenUses: 1,
 	}
+}
+
+// AfterWrite is for the test wrapper of a store's database client, which
+// calls it after each write returns (failed or not). When ctx comes from a
+// case that holds the request, it tells the case that the request made a
+// write and then waits until the case lets it go on. Stores without a
+// database client (the memory store) never call it; their requests simply
+// run to the end.
+//
+// This is how the count-first cases get a deterministic race: a guess that
+// made its first write is held there, so a guess that comes after it finds
+// that write committed and nothing that follows it.
+func AfterWrite(ctx context.Context) {
+	h, _ := ctx.Value(holdKey{}).(*hold)
+	if h == nil {
+		return
+	}
+	h.once.Do(func() { close(h.wrote) })
+	<-h.release
+}
+
+type holdKey struct{}
+
+// hold is one held request: wrote closes at its first write, release lets
+// all the case's requests go on.
+type hold struct {
+	once    sync.Once
+	wrote   chan struct{}
+	release <-chan struct{}
+}
+
+// held starts f with a context that holds it after its first write, and
+// returns once f made that write or returned. done closes when f returned.
+func held(ctx context.Context, release <-chan struct{}, f func(ctx context.Context)) (done <-chan struct{}) {
+	h := &hold{wrote: make(chan struct{}), release: release}
+	d := make(chan struct{})
+	go func() {
+		defer close(d)
+		f(context.WithValue(ctx, holdKey{}, h))
+	}()
+	select {
+	case <-h.wrote:
+	case <-d:
+	}
+	return d
 }
 
 // Run runs the contract against the stores newStore makes.
@@ -61,6 +112,8 @@ func Run(t *testing.T, newStore NewFunc) {
 	t.Run("Challenge", func(t *testing.T) { t.Parallel(); runChallenge(t, newStore) })
 	t.Run("Users", func(t *testing.T) { t.Parallel(); runUsers(t, newStore) })
 	t.Run("Concurrent", func(t *testing.T) { t.Parallel(); runConcurrent(t, newStore) })
+	t.Run("CountFirst", func(t *testing.T) { t.Parallel(); runCountFirst(t, newStore) })
+	t.Run("Budgets", func(t *testing.T) { t.Parallel(); runBudgets(t, newStore) })
 }
 
 // Outcome is the short form of a store's answer that the cases compare:
@@ -133,7 +186,7 @@ func (s *sends) new(identity, ip string, now time.Time) verification.Reservation
 
 // attempt is a verify of r at now with code hash h.
 func attempt(r verification.Reservation, hash string, now time.Time) verification.Attempt {
-	return verification.Attempt{Handle: r.Handle, Nonce: r.Nonce, CodeHash: hash, Now: now, MaxAttempts: 5}
+	return verification.Attempt{Handle: r.Handle, Nonce: r.Nonce, CodeHash: hash, IP: "vip1", Now: now, MaxAttempts: 5}
 }
 
 func right(r verification.Reservation) string { return r.CodeHash }
@@ -321,6 +374,20 @@ func runReserve(t *testing.T, newStore NewFunc) {
 				{at: 0, identity: "a", ip: "ip1", captcha: "k1", want: ok},
 				{at: s, identity: "b", ip: "ip2", captcha: "k1", want: capInvalid},
 				{at: s, identity: "b", ip: "ip2", captcha: "k2", want: ok},
+			},
+		},
+		{
+			name:   "a captcha token serves its uses, refused sends spend none",
+			limits: func(l *verification.Limits) { l.CaptchaTokenUses = 3 },
+			users:  []string{"alice"},
+			steps: []step{
+				{at: 0, identity: "a", ip: "ip1", captcha: "k1", want: ok},
+				{at: s, identity: "a", ip: "ip1", captcha: "k1", want: rate(59)},                        // cooldown: no use spent
+				{at: s, identity: "alice", ip: "ip1", require: noUser, captcha: "k1", want: userExists}, // nor by the user check
+				{at: 2 * s, identity: "b", ip: "ip1", captcha: "k1", want: ok},
+				{at: 3 * s, identity: "c", ip: "ip1", captcha: "k1", want: ok},
+				{at: 4 * s, identity: "d", ip: "ip1", captcha: "k1", want: capInvalid}, // three uses spent
+				{at: 4 * s, identity: "d", ip: "ip1", captcha: "k2", want: ok},
 			},
 		},
 		{
@@ -589,7 +656,7 @@ func runChallenge(t *testing.T, newStore NewFunc) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			st := newStore(t, Limits(), nil)
-			if err := st.Captcha.PutChallenge(t.Context(), captcha.Challenge{ID: "c", AnswerHash: "ans", ExpiresAt: exp}); err != nil {
+			if err := st.Captcha.PutChallenge(t.Context(), captcha.Challenge{ID: "c", AnswerHash: "ans", ExpiresAt: exp, IP: "cip1", Now: T0}); err != nil {
 				t.Fatalf("put: %v", err)
 			}
 			for i, sv := range tc.solves {
@@ -650,6 +717,57 @@ func runConcurrent(t *testing.T, newStore NewFunc) {
 		})
 		checkCounts(t, got, map[string]int{ok: 1, capInvalid: 4})
 	})
+	t.Run("one captcha token of three uses", func(t *testing.T) {
+		t.Parallel()
+		l := Limits()
+		l.CaptchaTokenUses = 3
+		st := newStore(t, l, nil)
+		var b sends
+		got := race(10, func(i int) string {
+			r := b.new(fmt.Sprintf("t%d", i), "ip1", at(0))
+			r.CaptchaID = "k1"
+			return Outcome(st.Codes.Reserve(t.Context(), r))
+		})
+		checkCounts(t, got, map[string]int{ok: 3, capInvalid: 7})
+	})
+	t.Run("user probes from one ip", func(t *testing.T) {
+		// Probes refused by the user check spend the IP's budget like
+		// accepted sends, and pass the captcha gate like them: of ten at
+		// once, CaptchaIPGate get an answer, the rest captcha_required.
+		t.Parallel()
+		l := Limits()
+		l.CaptchaIPGate = 3
+		st := newStore(t, l, nil)
+		var b sends
+		got := race(10, func(i int) string {
+			r := b.new(fmt.Sprintf("nobody%d", i), "ip1", at(0))
+			r.Require = verification.RequireUser
+			return Outcome(st.Codes.Reserve(t.Context(), r))
+		})
+		checkCounts(t, got, map[string]int{notFound: 3, capRequired: 7})
+	})
+	t.Run("user probes and sends from one ip", func(t *testing.T) {
+		t.Parallel()
+		l := Limits()
+		l.CaptchaIPGate = 3
+		st := newStore(t, l, []string{"alice"})
+		var b sends
+		got := race(10, func(i int) string {
+			r := b.new(fmt.Sprintf("t%d", i), "ip1", at(0))
+			if i%2 == 0 {
+				r.Identity, r.Handle = "alice", fmt.Sprintf("handle:alice%d", i)
+				r.Require = verification.RequireNoUser
+			}
+			return Outcome(st.Codes.Reserve(t.Context(), r))
+		})
+		n := map[string]int{}
+		for _, o := range got {
+			n[o]++
+		}
+		if n[ok]+n[userExists] != 3 || n[capRequired] != 7 {
+			t.Errorf("got %v, want 3 answers (ok or user_already_exists) and 7 captcha_required", got)
+		}
+	})
 	t.Run("right code", func(t *testing.T) {
 		t.Parallel()
 		st := newStore(t, Limits(), nil)
@@ -683,7 +801,16 @@ func runConcurrent(t *testing.T, newStore NewFunc) {
 		got := race(10, func(int) string {
 			return Outcome(st.Captcha.SolveChallenge(t.Context(), captcha.Solve{ID: "c", AnswerHash: "ans", Now: T0, MaxAttempts: 3}))
 		})
-		checkCounts(t, got, map[string]int{ok: 1, captcha.ErrUsed.Error(): 9})
+		// One solves it. Every other answer is refused: as used, or, when
+		// the count found the attempts spent before the solve was written,
+		// as expired (the DynamoDB store counts, then solves, in two writes).
+		n := map[string]int{}
+		for _, o := range got {
+			n[o]++
+		}
+		if n[ok] != 1 || n[captcha.ErrUsed.Error()]+n[captcha.ErrExpired.Error()] != 9 {
+			t.Errorf("got %v, want one ok and nine used or expired", got)
+		}
 	})
 	t.Run("wrong captcha answers", func(t *testing.T) {
 		t.Parallel()
@@ -698,7 +825,7 @@ func runConcurrent(t *testing.T, newStore NewFunc) {
 
 func putChallenge(t *testing.T, st Stores) {
 	t.Helper()
-	if err := st.Captcha.PutChallenge(t.Context(), captcha.Challenge{ID: "c", AnswerHash: "ans", ExpiresAt: T0.Add(time.Minute)}); err != nil {
+	if err := st.Captcha.PutChallenge(t.Context(), captcha.Challenge{ID: "c", AnswerHash: "ans", ExpiresAt: T0.Add(time.Minute), IP: "cip1", Now: T0}); err != nil {
 		t.Fatalf("put challenge: %v", err)
 	}
 }
@@ -753,3 +880,183 @@ func consume(t *testing.T, st Stores, a verification.Attempt) error {
 	_, err := st.Codes.Consume(t.Context(), a)
 	return err
 }
+
+// runCountFirst: a guess is counted, durably and while the code (or captcha)
+// is alive, before it is compared, so a burst never has more than
+// MaxAttempts guesses compared. Each trial holds 39 wrong guesses after
+// their first write (AfterWrite), then sends the right code: by then the
+// wrong guesses have used every attempt, so the right code must be refused.
+// A store that compares in its first write and counts in a second accepts
+// it. Repeated, on fresh codes.
+func runCountFirst(t *testing.T, newStore NewFunc) {
+	t.Run("verify", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t, Limits(), nil)
+		var b sends
+		for trial := range 3 {
+			r := b.new(fmt.Sprintf("a%d", trial), "ip1", at(0))
+			mustReserve(t, st, r)
+			release := make(chan struct{})
+			got := make([]string, 39)
+			var dones []<-chan struct{}
+			for i := range got {
+				dones = append(dones, held(t.Context(), release, func(ctx context.Context) {
+					_, err := st.Codes.Consume(ctx, attempt(r, fmt.Sprintf("wrong%d", i), at(time.Second)))
+					got[i] = Outcome(err)
+				}))
+			}
+			last := Outcome(consume(t, st, attempt(r, right(r), at(time.Second))))
+			close(release)
+			for _, d := range dones {
+				<-d
+			}
+			if last != expired {
+				t.Errorf("trial %d: the right code after 39 wrong ones: got %s, want %s", trial, last, expired)
+			}
+			checkCounts(t, got, map[string]int{wrong(4): 1, wrong(3): 1, wrong(2): 1, wrong(1): 1, tooMany: 1, expired: 34})
+		}
+	})
+	t.Run("captcha", func(t *testing.T) {
+		t.Parallel()
+		st := newStore(t, Limits(), nil)
+		for trial := range 3 {
+			id := fmt.Sprintf("c%d", trial)
+			if err := st.Captcha.PutChallenge(t.Context(), captcha.Challenge{ID: id, AnswerHash: "ans", ExpiresAt: T0.Add(time.Minute), IP: "cip1", Now: T0}); err != nil {
+				t.Fatalf("put challenge: %v", err)
+			}
+			release := make(chan struct{})
+			got := make([]string, 9)
+			var dones []<-chan struct{}
+			for i := range got {
+				dones = append(dones, held(t.Context(), release, func(ctx context.Context) {
+					got[i] = Outcome(st.Captcha.SolveChallenge(ctx, captcha.Solve{ID: id, AnswerHash: fmt.Sprintf("bad%d", i), Now: T0, MaxAttempts: 3}))
+				}))
+			}
+			last := Outcome(st.Captcha.SolveChallenge(t.Context(), captcha.Solve{ID: id, AnswerHash: "ans", Now: T0, MaxAttempts: 3}))
+			close(release)
+			for _, d := range dones {
+				<-d
+			}
+			if want := captcha.ErrExpired.Error(); last != want {
+				t.Errorf("trial %d: the right answer after 9 wrong ones: got %s, want %s", trial, last, want)
+			}
+			checkCounts(t, got, map[string]int{captcha.ErrWrong.Error(): 3, captcha.ErrExpired.Error(): 6})
+		}
+	})
+	t.Run("burst", func(t *testing.T) {
+		// 40 guesses at once, the right one among them: however they
+		// interleave, at most MaxAttempts are answered from a comparison
+		// (each attempts-remaining answer at most once), the rest find the
+		// code dead.
+		t.Parallel()
+		st := newStore(t, Limits(), nil)
+		var b sends
+		for trial := range 3 {
+			r := b.new(fmt.Sprintf("a%d", trial), "ip1", at(0))
+			mustReserve(t, st, r)
+			got := race(40, func(i int) string {
+				hash := fmt.Sprintf("wrong%d", i)
+				if i == 39 {
+					hash = right(r)
+				}
+				_, err := st.Codes.Consume(t.Context(), attempt(r, hash, at(time.Second)))
+				return Outcome(err)
+			})
+			n := map[string]int{}
+			for _, o := range got {
+				n[o]++
+			}
+			compared := 0
+			for o, k := range n {
+				switch {
+				case o == expired:
+				case o == ok || o == tooMany || strings.HasPrefix(o, "invalid_verification_code/"):
+					compared += k
+					if k > 1 {
+						t.Errorf("trial %d: %s answered %d times, want at most once", trial, o, k)
+					}
+				default:
+					t.Errorf("trial %d: unexpected outcome %s", trial, o)
+				}
+			}
+			if compared > 5 {
+				t.Errorf("trial %d: %d guesses compared, want at most 5 (%v)", trial, compared, got)
+			}
+		}
+	})
+}
+
+// runBudgets: the rolling per-IP budgets of the verify and captcha routes.
+func runBudgets(t *testing.T, newStore NewFunc) {
+	s := time.Second
+	h := time.Hour
+	t.Run("verify", func(t *testing.T) {
+		t.Parallel()
+		l := Limits()
+		l.VerifyIPCap = 3
+		st := newStore(t, l, nil)
+		var b sends
+		ra, rb, rc := b.new("a", "ip1", at(0)), b.new("b", "ip1", at(0)), b.new("c", "ip2", at(h))
+		mustReserve(t, st, ra)
+		mustReserve(t, st, rb)
+		mustReserve(t, st, rc) // for the end of the hour, when ra and rb are dead
+		from := func(r verification.Reservation, hash, ip string, d time.Duration) string {
+			a := attempt(r, hash, at(d))
+			a.IP = ip
+			return Outcome(consume(t, st, a))
+		}
+		for i, c := range []struct {
+			got, want string
+		}{
+			{from(ra, "wrong", "v1", s), wrong(4)},
+			{from(rb, "wrong", "v1", 2*s), wrong(4)},
+			{from(ra, "wrong", "v1", 3*s), wrong(3)},
+			// The budget of v1 is spent, across codes: nothing is counted.
+			{from(rb, "wrong", "v1", 4*s), rate(3600 - 3)},
+			{from(rb, right(rb), "v1", 4*s), rate(3600 - 3)},
+			{from(rb, "wrong", "v2", 5*s), wrong(3)}, // another IP key has its own
+			// A dead code is refused as such, spending nothing.
+			{from(rb, right(rb), "v2", r(ra.ExpiresAt.Add(s))), expired},
+			{from(rc, right(rc), "v1", s+h-s/2), rate(1)},
+			{from(rc, right(rc), "v1", s+h), ok}, // rolling: the 00:00:01 verify left
+		} {
+			if c.got != c.want {
+				t.Errorf("verify %d: got %s, want %s", i, c.got, c.want)
+			}
+		}
+	})
+	t.Run("captcha images", func(t *testing.T) {
+		t.Parallel()
+		l := Limits()
+		l.CaptchaIPCap = 2
+		st := newStore(t, l, nil)
+		seq := 0
+		put := func(ip string, d time.Duration) string {
+			seq++
+			return Outcome(st.Captcha.PutChallenge(t.Context(), captcha.Challenge{
+				ID: fmt.Sprintf("c%d", seq), AnswerHash: "ans", ExpiresAt: at(d + 5*time.Minute), IP: ip, Now: at(d),
+			}))
+		}
+		for i, c := range []struct {
+			got, want string
+		}{
+			{put("ip1", 0), ok},
+			{put("ip1", 10*s), ok},
+			{put("ip1", 20*s), rate(3580)},
+			{put("ip2", 20*s), ok},
+			{put("ip1", h), ok},
+			{put("ip1", h+5*s), rate(5)},
+		} {
+			if c.got != c.want {
+				t.Errorf("image %d: got %s, want %s", i, c.got, c.want)
+			}
+		}
+		// A refused image stored nothing.
+		if got := Outcome(st.Captcha.SolveChallenge(t.Context(), captcha.Solve{ID: "c3", AnswerHash: "ans", Now: at(20 * s), MaxAttempts: 3})); got != captcha.ErrExpired.Error() {
+			t.Errorf("refused image: got %s, want %s", got, captcha.ErrExpired)
+		}
+	})
+}
+
+// r is the duration of t since T0.
+func r(t time.Time) time.Duration { return t.Sub(T0) }

@@ -16,6 +16,16 @@ type Limits struct {
 	CaptchaTgtGate int           // abnormal from this many sends of the target in TargetWindow (0 = off)
 	MaxAttempts    int           // wrong codes before a code dies
 	CodeTTL        time.Duration
+
+	// VerifyIPCap bounds the verifies of live codes per IP key per IPWindow,
+	// so that one address cannot spread guesses over many verification_ids.
+	VerifyIPCap int
+	// CaptchaIPCap bounds the captcha images per IP key per IPWindow: each
+	// image is a stored item and three more guesses.
+	CaptchaIPCap int
+	// CaptchaTokenUses is how many accepted sends one captcha_token serves
+	// within its lifetime (the CloudBase JS SDK caches and resends it).
+	CaptchaTokenUses int
 }
 
 // Slots are the times (Unix milliseconds) of the last accepted events of one
@@ -105,9 +115,9 @@ func (l Limits) Judge(ip, target Window, now time.Time) Judgement {
 }
 
 // Refusal turns a judgement and the outcome of the captcha and user checks
-// into the one refusal SPEC §3.4a says wins, or nil. captchaGiven says a
-// valid-looking captcha token came with the send; captchaUsed that it was
-// already consumed. userRefusal is ErrUserNotFound, ErrUserExists or nil.
+// into the one refusal the order of precedence says wins, or nil (the README's
+// "Which refusal wins"). captchaGiven says a valid-looking captcha token came
+// with the send; captchaUsed that its uses are already spent. userRefusal is ErrUserNotFound, ErrUserExists or nil.
 // spendIP reports whether the refusal still spends the IP's budget.
 func (j Judgement) Refusal(captchaGiven, captchaUsed bool, userRefusal error) (err error, spendIP bool) {
 	switch {

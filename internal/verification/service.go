@@ -83,7 +83,7 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (res SendResult, ad
 		if s.Captcha == nil {
 			return res, addr, ErrCaptchaInvalid
 		}
-		if pass, err = s.Captcha.Check(*req.CaptchaToken, now); err != nil {
+		if pass, err = s.Captcha.Check(*req.CaptchaToken, req.IP, now); err != nil {
 			return res, addr, err
 		}
 	}
@@ -218,6 +218,7 @@ func (s *Service) parseSend(req SendRequest) (Target, Address, error) {
 type VerifyRequest struct {
 	VerificationID   *string
 	VerificationCode *string
+	IP               string // as the platform observed it, never a client header
 }
 
 // VerifyResult is a verified code's token.
@@ -242,6 +243,7 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (VerifyResult, 
 		Handle:      handle,
 		Nonce:       nonce,
 		CodeHash:    s.Keys.CodeHash(nonce, *req.VerificationCode),
+		IP:          req.IP,
 		Now:         now,
 		MaxAttempts: s.Limits.MaxAttempts,
 	})

@@ -48,7 +48,7 @@ func (f *fakeTokens) Issue(v verification.Verified, _ time.Time) (string, error)
 // fakeCaptcha accepts the token "good" and refuses everything else.
 type fakeCaptcha struct{}
 
-func (fakeCaptcha) Check(tok string, now time.Time) (verification.CaptchaPass, error) {
+func (fakeCaptcha) Check(tok, _ string, now time.Time) (verification.CaptchaPass, error) {
 	if tok != "good" {
 		return verification.CaptchaPass{}, verification.ErrCaptchaInvalid
 	}
@@ -77,6 +77,10 @@ var testLimits = verification.Limits{
 	CaptchaTgtGate: 0,
 	MaxAttempts:    5,
 	CodeTTL:        600 * time.Second,
+
+	VerifyIPCap:      60,
+	CaptchaIPCap:     30,
+	CaptchaTokenUses: 1,
 }
 
 type fixture struct {
@@ -242,6 +246,7 @@ func TestSendFailureGivesCooldownBack(t *testing.T) {
 	f := newFixture(t, verification.Limits{
 		Cooldown: time.Minute, TargetCap: 10, TargetWindow: 24 * time.Hour,
 		IPCap: 2, IPWindow: time.Hour, MaxAttempts: 5, CodeTTL: 10 * time.Minute,
+		VerifyIPCap: 60, CaptchaIPCap: 30, CaptchaTokenUses: 1,
 	})
 	f.email.err = errors.New("ses: MessageRejected")
 	_, err := f.send(t, emailSend("a@b.c", "ANY"))

@@ -27,7 +27,7 @@ type Reservation struct {
 	Channel    Channel
 	Target     Target
 	Require    Requirement
-	CaptchaID  string    // consumed captcha token, "" for none
+	CaptchaID  string    // captcha token that spends a use, "" for none
 	CaptchaExp time.Time // when that token expires (its record may go then)
 	Now        time.Time
 	ExpiresAt  time.Time // code expiry
@@ -45,6 +45,7 @@ type Attempt struct {
 	Handle      string
 	Nonce       string
 	CodeHash    string
+	IP          string // the IP key whose verify budget (Limits.VerifyIPCap) it spends
 	Now         time.Time
 	MaxAttempts int
 }
@@ -62,10 +63,15 @@ type Store interface {
 	// is removed and the target's cooldown and cap slot given back, unless a
 	// newer send already replaced it. The IP's budget stays spent.
 	Release(ctx context.Context, r Reservation) error
-	// Consume spends the code if hash is right and the code is the target's
-	// current, unexpired, unused one with attempts left. A wrong code counts
-	// an attempt: *Error invalid_verification_code with attempts remaining, or
-	// ErrTooManyAttempts for the last one. Anything else is ErrExpired.
+	// Consume checks a guess at the target's current, unexpired, unused code
+	// with attempts left (anything else is ErrExpired). Count first, then
+	// compare: the guess is counted durably, under the condition that the code
+	// is still alive, before its hash may decide anything, so a burst of
+	// concurrent guesses never has more than MaxAttempts of them compared. A
+	// right code is spent; a wrong one answers *Error invalid_verification_code
+	// with attempts remaining, or too_many_attempts for the last one. A live
+	// code's guess also spends the IP key's verify budget, in the same write;
+	// past it the answer is rate_limit_exceeded and nothing is counted.
 	Consume(ctx context.Context, a Attempt) (Record, error)
 }
 
@@ -105,9 +111,9 @@ type CaptchaPass struct {
 	Expires time.Time
 }
 
-// CaptchaTokens checks the x-captcha-token header of a send.
+// CaptchaTokens checks the captcha token of a send.
 type CaptchaTokens interface {
-	// Check returns the token's pass, or ErrCaptchaInvalid when it is forged
-	// or expired.
-	Check(token string, now time.Time) (CaptchaPass, error)
+	// Check returns the token's pass, or ErrCaptchaInvalid when it is forged,
+	// expired, or was solved from another IP key than ip.
+	Check(token, ip string, now time.Time) (CaptchaPass, error)
 }

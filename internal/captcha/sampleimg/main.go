@@ -49,7 +49,7 @@ func run(path string) error {
 	}
 	var answer string
 	s.OnIssue = func(_, a string) { answer = a }
-	img, err := s.New(context.Background())
+	img, err := s.New(context.Background(), "")
 	if err != nil {
 		return err
 	}
