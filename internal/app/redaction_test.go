@@ -71,7 +71,7 @@ func TestNoLogLineNamesAPerson(t *testing.T) {
 			env: func(t *testing.T) (map[string]string, app.Options) {
 				return map[string]string{"CHANNELS": "sms", "SMS_SENDER": "sns"}, app.Options{AWSConfig: apptest.StaticAWS(), Endpoints: map[string]string{"sns": hanging(t)}}
 			},
-			body: `{"target":"ANY","phone_number":"` + victimPhone + `"}`, timeout: 500 * time.Millisecond, wantState: 200,
+			body: `{"target":"ANY","phone_number":"` + victimPhone + `"}`, timeout: 1500 * time.Millisecond, wantState: 200, // 1 s for SNS after the release reserve
 		},
 		{
 			name: "DynamoDB down",

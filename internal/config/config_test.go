@@ -228,7 +228,7 @@ func TestLocalOrigins(t *testing.T) {
 		{map[string]string{"ADDR": "localhost:8080"}, "http://localhost:8080"},
 		{map[string]string{"ADDR": "0.0.0.0:8080", "SMS_SENDER": "sns", "EMAIL_SENDER": "ses"}, "http://0.0.0.0:8080"},
 		{map[string]string{"ADDR": ":8080", "SMS_SENDER": "sns", "EMAIL_SENDER": "ses"}, ""},
-		{map[string]string{"AWS_LAMBDA_RUNTIME_API": "x", "VERIFICATION_TABLE": "v", "USERS_TABLE": "u"}, ""},
+		{map[string]string{"AWS_LAMBDA_RUNTIME_API": "x", "VERIFICATION_TABLE": "v", "USERS_TABLE": "u", "KEYS_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:keys"}, ""},
 	}
 	for _, tt := range tests {
 		c, err := load(tt.env)

@@ -185,11 +185,11 @@ func (s *Store) Consume(ctx context.Context, a verification.Attempt) (verificati
 func (s *Store) budgetRefusal(r types.CancellationReason, n int, now time.Time) error {
 	cut := now.Add(-s.limits.IPWindow).UnixMilli()
 	if t := slotsOf(r.Item, ipSlot, n).Newest(n); t > cut {
-		return verification.RateLimited(ceilSeconds(time.Duration(t-cut) * time.Millisecond))
+		return verification.RequestsLimited(ceilSeconds(time.Duration(t-cut) * time.Millisecond))
 	}
 	// The condition failed, yet the item breaks no rule: the clock moved
 	// across the boundary. A one-second wait settles it.
-	return verification.RateLimited(1)
+	return verification.RequestsLimited(1)
 }
 
 func ceilSeconds(d time.Duration) int {

@@ -190,7 +190,7 @@ func spendWindow(rings map[string]*ring, key string, n int, window time.Duration
 	}
 	cut := now.Add(-window).UnixMilli()
 	if t := r.Newest(n); t > cut {
-		return verification.RateLimited(ceilSeconds(time.Duration(t-cut) * time.Millisecond))
+		return verification.RequestsLimited(ceilSeconds(time.Duration(t-cut) * time.Millisecond))
 	}
 	r.push(now.UnixMilli())
 	rings[key] = r

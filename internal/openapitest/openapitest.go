@@ -139,6 +139,11 @@ func (c *Contract) Check(x Exchange) error {
 // checkUnrouted checks the answer to a path or method the contract does not
 // have against the named response of components.responses.
 func (c *Contract) checkUnrouted(x Exchange, status int, name string) error {
+	// The Origin rule comes before routing (info.description): a foreign
+	// Origin is refused on unknown paths and methods too.
+	if headerValue(x.RequestHeader, "Origin") != "" && x.Status == http.StatusForbidden {
+		status, name = http.StatusForbidden, "OriginNotAllowed"
+	}
 	if x.Status != status {
 		return fmt.Errorf("%s %s: not in the contract, answered %d, want %d", x.Method, x.Target, x.Status, status)
 	}

@@ -167,6 +167,15 @@ func RateLimited(retryAfter int) *Error {
 	}
 }
 
+// RequestsLimited is the rate_limit_exceeded refusal of an IP key's budget
+// of verifies or captcha images: the same error as RateLimited, with a
+// description that does not speak of sending.
+func RequestsLimited(retryAfter int) *Error {
+	e := RateLimited(retryAfter)
+	e.Description = fmt.Sprintf("Too many requests from this network, please try again in %d seconds", e.RetryAfter)
+	return e
+}
+
 // TooManyAttempts is the too_many_attempts refusal of a code sent at sentAt:
 // the code is dead, and RetryAfter says when the target's cooldown lets a
 // new code be sent (at least 1 s), so every 429 carries its wait.
