@@ -63,6 +63,7 @@ export TEST_SES_ENDPOINT="http://127.0.0.1:$SES_PORT"
 export TEST_MAILPIT_API="http://127.0.0.1:$MAILPIT_HTTP"
 export TEST_MAILPIT_SMTP="127.0.0.1:$MAILPIT_SMTP"
 export TEST_RIE_BIN="$PWD/.bin/aws-lambda-rie"
+export TEST_CLOUDBASE_SDK="$PWD/tools/cloudbase"
 export REQUIRE_SERVICES=1
 # No network in here: the module cache must already hold everything.
 export GOPROXY=off GOFLAGS=-mod=readonly

@@ -158,7 +158,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	captchas.Now, captchas.TTL = o.Now, cfg.CaptchaTTL
+	captchas.Now, captchas.TTL, captchas.Length = o.Now, cfg.CaptchaTTL, cfg.CaptchaLength
 	var dev *devCaptchas
 	if outbox != nil {
 		dev = &devCaptchas{}

@@ -41,6 +41,7 @@ type Config struct {
 	AllowedPhoneRegions    []string
 	DefaultLocale          string
 	CaptchaTTL             time.Duration
+	CaptchaLength          int // characters in a captcha image, 4-6
 	TokenTTL               time.Duration
 	TokenIssuer            string
 	TokenAudience          string
@@ -98,6 +99,10 @@ func Load(getenv func(string) string, checks Checks) (*Config, error) {
 	c.CaptchaTargetThreshold = l.natural("CAPTCHA_TARGET_THRESHOLD", 3)
 	c.MaxVerifyAttempts = l.positive("MAX_VERIFY_ATTEMPTS", 5)
 	c.CaptchaTTL = l.seconds("CAPTCHA_TTL_SECONDS", 300)
+	// 4 fits the CloudBase JS SDK's built-in captcha box (its input takes 4
+	// characters); more than 6 is more than a person reads reliably, and
+	// fewer than 4 too few answers for three guesses to be a bar.
+	c.CaptchaLength = l.between("CAPTCHA_LENGTH", 5, 4, 6)
 	c.TokenTTL = l.seconds("TOKEN_TTL_SECONDS", 600)
 	c.AllowedPhoneRegions = l.list("ALLOWED_PHONE_REGIONS", "CN", checks.Region)
 	c.DefaultLocale = l.str("DEFAULT_LOCALE", "zh-CN")
@@ -190,6 +195,20 @@ func (l *loader) int(name string, def, min int) int {
 			kind = "a non-negative integer (0 = off)"
 		}
 		l.fail(name, "must be %s, got %q", kind, v)
+		return def
+	}
+	return n
+}
+
+// between reads an integer that must lie in [min, max].
+func (l *loader) between(name string, def, min, max int) int {
+	v := l.getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min || n > max {
+		l.fail(name, "must be an integer from %d to %d, got %q", min, max, v)
 		return def
 	}
 	return n
