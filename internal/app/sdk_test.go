@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/verifykit/verifykit/internal/app"
 	"github.com/verifykit/verifykit/internal/apptest"
 	"github.com/verifykit/verifykit/internal/testenv"
 )
@@ -20,9 +21,10 @@ import (
 // TestCloudBaseSDK runs tools/cloudbase/sdk.test.js: the CloudBase JS SDK's
 // own functions (@cloudbase/auth and @cloudbase/oauth, pinned in
 // tools/cloudbase/package-lock.json, installed by `make test`) against two
-// local servers in local mode, over real HTTP on loopback. Its cases are
-// listed in that file; this test starts the servers, runs `node --test` and
-// fails when a case fails or when none ran.
+// local servers in local mode, over real HTTP on loopback, once with the
+// memory store and once with DynamoDB Local. Its cases are listed in that
+// file; this test starts the servers, runs `node --test` and fails when a
+// case fails or when none ran.
 //
 // VERIFYKIT_MULTIUSE_CAPTCHA=1 in the environment enables the case that
 // sends a cached captcha_token again, which needs tokens that serve more
@@ -37,26 +39,54 @@ func TestCloudBaseSDK(t *testing.T) {
 		t.Fatalf("node: %v", err)
 	}
 	const corsOrigin = "http://app.example.test"
-	api := sdkServer(t, map[string]string{
+	plain := map[string]string{
 		"CAPTCHA_IP_THRESHOLD": "0", "CAPTCHA_TARGET_THRESHOLD": "0", "IP_HOURLY_LIMIT": "100",
-		"DEV_USERS": "existing@example.com", "CORS_ALLOWED_ORIGINS": corsOrigin,
-	})
-	gated := sdkServer(t, map[string]string{
+		"CORS_ALLOWED_ORIGINS": corsOrigin,
+	}
+	gated := map[string]string{
 		"CAPTCHA_IP_THRESHOLD": "1", "CAPTCHA_TARGET_THRESHOLD": "0", "IP_HOURLY_LIMIT": "100",
 		"CAPTCHA_LENGTH": "4",
-	})
+	}
+	users := []string{"existing@example.com"}
+	stores := []struct {
+		name  string
+		build func(t *testing.T, env map[string]string) *apptest.Service
+	}{
+		{"memory", func(t *testing.T, env map[string]string) *apptest.Service {
+			e := map[string]string{"DEV_USERS": strings.Join(users, ",")}
+			for k, v := range env {
+				e[k] = v
+			}
+			return apptest.New(t, e)
+		}},
+		{"dynamodb", func(t *testing.T, env map[string]string) *apptest.Service {
+			return apptest.NewDynamo(t, env, users, app.Options{})
+		}},
+	}
+	for _, st := range stores {
+		t.Run(st.name, func(t *testing.T) {
+			api := serveHTTP(t, st.build(t, plain))
+			captcha := serveHTTP(t, st.build(t, gated))
+			runNodeTests(t, node, dir, "sdk.test.js",
+				"VERIFYKIT_API_ORIGIN="+api,
+				"VERIFYKIT_CAPTCHA_API_ORIGIN="+captcha,
+				"VERIFYKIT_CORS_ORIGIN="+corsOrigin,
+			)
+		})
+	}
+}
 
+// runNodeTests runs `node --test file` in dir with env added, logs its TAP
+// output, and fails unless some tests passed and none failed.
+func runNodeTests(t *testing.T, node, dir, file string, env ...string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=tap", "sdk.test.js")
+	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=tap", file)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
-		"VERIFYKIT_API_ORIGIN="+api,
-		"VERIFYKIT_CAPTCHA_API_ORIGIN="+gated,
-		"VERIFYKIT_CORS_ORIGIN="+corsOrigin,
-	)
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
-	t.Logf("node --test sdk.test.js:\n%s", out)
+	t.Logf("node --test %s:\n%s", file, out)
 	if err != nil {
 		t.Fatalf("node --test: %v", err)
 	}
@@ -77,11 +107,10 @@ func TestCloudBaseSDK(t *testing.T) {
 	}
 }
 
-// sdkServer serves a local-mode service (memory store, outbox sender,
-// /dev/outbox) with env on a loopback port and returns its origin.
-func sdkServer(t *testing.T, env map[string]string) string {
+// serveHTTP serves s (local mode: outbox sender, /dev/outbox) on a loopback
+// port and returns its origin.
+func serveHTTP(t *testing.T, s *apptest.Service) string {
 	t.Helper()
-	s := apptest.New(t, env)
 	srv := httptest.NewServer(s.Handler)
 	t.Cleanup(srv.Close)
 	return srv.URL
