@@ -4,11 +4,13 @@
 // runs by itself on captcha_required); the harness only answers the
 // captcha callback and reads codes from /dev/outbox.
 //
-// Run by internal/app/sdk_test.go (`make test`), which starts the servers:
+// Run by internal/app/sdk_test.go (`make test`), which starts the servers
+// (fresh ones for each store, memory and DynamoDB Local):
 //   VERIFYKIT_API_ORIGIN          gates off, CORS_ALLOWED_ORIGINS=VERIFYKIT_CORS_ORIGIN,
-//                                 DEV_USERS=existing@example.com
+//                                 existing@example.com is a user
 //   VERIFYKIT_CAPTCHA_API_ORIGIN  CAPTCHA_IP_THRESHOLD=1 (every send after an IP's first
 //                                 needs a captcha), CAPTCHA_LENGTH=4 (the SDK box's length)
+//   VERIFYKIT_MULTIUSE_CAPTCHA=1  enables the case that needs reusable captcha tokens
 'use strict'
 
 const test = require('node:test')
