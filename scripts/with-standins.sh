@@ -46,7 +46,7 @@ pids+=($!)
 pids+=($!)
 
 wait_port() {
-  for _ in $(seq 1 150); do
+  for _ in $(seq 1 600); do # up to 60 s: DynamoDB Local took 17 s to listen on a loaded 2-core machine
     (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
     sleep 0.1
   done
