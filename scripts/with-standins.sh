@@ -46,7 +46,7 @@ pids+=($!)
 pids+=($!)
 
 wait_port() {
-  for _ in $(seq 1 150); do
+  for _ in $(seq 1 600); do # up to 60 s: DynamoDB Local took 17 s to listen on a loaded 2-core machine
     (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
     sleep 0.1
   done
@@ -63,6 +63,7 @@ export TEST_SES_ENDPOINT="http://127.0.0.1:$SES_PORT"
 export TEST_MAILPIT_API="http://127.0.0.1:$MAILPIT_HTTP"
 export TEST_MAILPIT_SMTP="127.0.0.1:$MAILPIT_SMTP"
 export TEST_RIE_BIN="$PWD/.bin/aws-lambda-rie"
+export TEST_CLOUDBASE_SDK="$PWD/tools/cloudbase"
 export REQUIRE_SERVICES=1
 # No network in here: the module cache must already hold everything.
 export GOPROXY=off GOFLAGS=-mod=readonly

@@ -187,7 +187,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		if err != nil {
 			return nil, err
 		}
-		captchas.Now, captchas.TTL, captchas.MaxAttempts = o.Now, cfg.CaptchaTTL, cfg.CaptchaMaxAttempts
+		captchas.Now, captchas.TTL, captchas.MaxAttempts, captchas.Length = o.Now, cfg.CaptchaTTL, cfg.CaptchaMaxAttempts, cfg.CaptchaLength
 		if dev != nil {
 			captchas.OnIssue = dev.add
 		}

@@ -24,8 +24,9 @@ import (
 //
 //	CAPTCHA_OCR=1 go test -run '^TestOCR$' -v ./internal/captcha
 //
-// CAPTCHA_OCR_N sets the number of images (default 50); CAPTCHA_OCR_DIR keeps
-// the images there for a look. Every image is read with several Tesseract
+// CAPTCHA_OCR_N sets the number of images (default 50); CAPTCHA_OCR_LENGTH
+// the characters per image (default DefaultLength, as CAPTCHA_LENGTH does);
+// CAPTCHA_OCR_DIR keeps the images there for a look. Every image is read with several Tesseract
 // configurations, on the raw picture and on a cleaned one (binarised, specks
 // and hairlines removed by a median filter, enlarged): an attacker picks the
 // best, so the test reports and bounds the best.
@@ -43,6 +44,13 @@ func TestOCR(t *testing.T) {
 			t.Fatalf("CAPTCHA_OCR_N=%q: want a positive integer", v)
 		}
 	}
+	answerLen := DefaultLength
+	if v := os.Getenv("CAPTCHA_OCR_LENGTH"); v != "" {
+		var err error
+		if answerLen, err = strconv.Atoi(v); err != nil || answerLen < MinLength || answerLen > MaxLength {
+			t.Fatalf("CAPTCHA_OCR_LENGTH=%q: want %d to %d", v, MinLength, MaxLength)
+		}
+	}
 	dir := os.Getenv("CAPTCHA_OCR_DIR")
 	if dir == "" {
 		dir = t.TempDir()
@@ -56,7 +64,7 @@ func TestOCR(t *testing.T) {
 	}
 	samples := make([]sample, n)
 	for i := range samples {
-		answer, pic, err := render()
+		answer, pic, err := render(answerLen)
 		if err != nil {
 			t.Fatal(err)
 		}

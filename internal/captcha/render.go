@@ -16,26 +16,36 @@ import (
 // library's font, Comismsh, T (reads as I) and N (reads as H or M). M and W
 // are left out because they are wide enough to run off the right edge in the
 // last place. Only upper case is drawn; the answer is compared
-// case-insensitively. 15^5 is 759,375 texts, so three blind guesses succeed
-// about once in 250,000 captchas.
+// case-insensitively. With the default 5 characters, 15^5 is 759,375 texts,
+// so three blind guesses succeed about once in 250,000 captchas; with 4 (the
+// CloudBase JS SDK's built-in box), 15^4 is 50,625, about once in 17,000
+// (docs/security-captcha.md weighs that).
 const alphabet = "ACEFHKLPRVXY347"
 
-// The picture: size, text length and the obfuscation options. They were
-// tuned against Tesseract (TestOCR) while checking samples by eye: larger
-// letters, fewer curves or less noise made the letters easier for people
-// and for the OCR alike. Change them only with a new measurement (see the
-// README). The width leaves room for the library's placement, which can
-// start the last letter at 90% of the width.
+// The picture: size, default text length and the obfuscation options. They
+// were tuned against Tesseract (TestOCR) while checking samples by eye:
+// larger letters, fewer curves or less noise made the letters easier for
+// people and for the OCR alike. Change them only with a new measurement (see
+// the README). The width leaves room for the library's placement, which can
+// start the last letter at 90% of the width. The length is CAPTCHA_LENGTH,
+// MinLength to MaxLength.
 const (
-	imageWidth  = 240
-	imageHeight = 60
-	answerLen   = 5
+	imageWidth    = 240
+	imageHeight   = 60
+	DefaultLength = 5
+	MinLength     = 4
+	MaxLength     = 6
 )
 
-// options configure the drawing library for one captcha.
-func options(o *draw.Options) {
+// options configure the drawing library for one captcha of length
+// characters.
+func options(length int) func(o *draw.Options) {
+	return func(o *draw.Options) { drawOptions(o, length) }
+}
+
+func drawOptions(o *draw.Options, length int) {
 	o.CharPreset = alphabet
-	o.TextLength = answerLen
+	o.TextLength = length
 	// Opaque, so the image reads the same on a dark page as on a light one
 	// (the library's default is transparent).
 	o.BackgroundColor = color.RGBA{R: 0xf4, G: 0xf4, B: 0xf0, A: 0xff}
@@ -67,12 +77,15 @@ var palette = color.Palette{
 // go 1.26) the library's rand.Seed(time) call in its init is a no-op, so the
 // answer is not predictable from the time. TestAnswerIsNotSeeded guards that;
 // running with GODEBUG=randseednop=0 would break it.
-func render() (answer string, pic []byte, err error) {
-	d, err := draw.New(imageWidth, imageHeight, options)
+func render(length int) (answer string, pic []byte, err error) {
+	if length < MinLength || length > MaxLength {
+		return "", nil, fmt.Errorf("captcha length %d outside %d-%d", length, MinLength, MaxLength)
+	}
+	d, err := draw.New(imageWidth, imageHeight, options(length))
 	if err != nil {
 		return "", nil, err
 	}
-	if len(d.Text) != answerLen || strings.Trim(d.Text, alphabet) != "" {
+	if len(d.Text) != length || strings.Trim(d.Text, alphabet) != "" {
 		return "", nil, fmt.Errorf("unexpected captcha text shape (%d characters)", len(d.Text))
 	}
 	var b bytes.Buffer

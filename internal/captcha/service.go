@@ -50,6 +50,9 @@ type Service struct {
 	// counted before it is compared, and the challenge dies when they are
 	// spent without a right one (CAPTCHA_MAX_ATTEMPTS).
 	MaxAttempts int
+	// Length is the number of characters an image shows, MinLength to
+	// MaxLength (CAPTCHA_LENGTH).
+	Length int
 	// OnIssue, when set, receives every issued image token with its answer.
 	// It exists only for local development (the /dev/outbox lists captchas
 	// with their answers); production wiring leaves it nil. The answer is
@@ -82,6 +85,7 @@ func NewService(store Store, master []byte) (*Service, error) {
 		Now:         time.Now,
 		TTL:         DefaultTTL,
 		MaxAttempts: DefaultMaxAttempts,
+		Length:      DefaultLength,
 		answerKey:   verification.Derive(master, "captcha answer v1"),
 		passKey:     verification.Derive(master, "captcha token v1"),
 	}, nil
@@ -112,7 +116,7 @@ func (s *Service) New(ctx context.Context, ip string) (Image, error) {
 	if len(s.answerKey) == 0 {
 		return Image{}, errNotBuilt
 	}
-	answer, pic, err := render()
+	answer, pic, err := render(s.Length)
 	if err != nil {
 		return Image{}, fmt.Errorf("captcha: draw: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"image/png"
 	"math/rand"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -173,8 +174,8 @@ func TestNew(t *testing.T) {
 	if !ok {
 		t.Fatalf("OnIssue was not called with the token")
 	}
-	if len(answer) != answerLen || strings.Trim(answer, alphabet) != "" {
-		t.Errorf("answer %q: want %d characters of %q", answer, answerLen, alphabet)
+	if len(answer) != DefaultLength || strings.Trim(answer, alphabet) != "" {
+		t.Errorf("answer %q: want %d characters of %q", answer, DefaultLength, alphabet)
 	}
 	c, ok := st.get(img.Token)
 	if !ok {
@@ -477,6 +478,39 @@ func BenchmarkNew(b *testing.B) {
 	for b.Loop() {
 		if _, err := s.New(context.Background(), testIP); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestLength: CAPTCHA_LENGTH sets the characters of every image (4 for the
+// CloudBase JS SDK's built-in box), and a length outside 4-6 draws nothing.
+func TestLength(t *testing.T) {
+	for _, n := range []int{MinLength, DefaultLength, MaxLength} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			s, _, _, answers := newTest(t)
+			s.Length = n
+			img, err := s.New(context.Background(), testIP)
+			if err != nil {
+				t.Fatal(err)
+			}
+			answer := answers[img.Token]
+			if len(answer) != n || strings.Trim(answer, alphabet) != "" {
+				t.Fatalf("answer %q: want %d characters of %q", answer, n, alphabet)
+			}
+			// The answer solves it, case-insensitively, as at any length.
+			if _, err := s.Solve(context.Background(), img.Token, strings.ToLower(answer), testIP); err != nil {
+				t.Fatalf("solve: %v", err)
+			}
+		})
+	}
+	for _, n := range []int{0, MinLength - 1, MaxLength + 1} {
+		s, st, _, _ := newTest(t)
+		s.Length = n
+		if _, err := s.New(context.Background(), testIP); err == nil {
+			t.Errorf("length %d: got an image, want an error", n)
+		}
+		if st.puts != 0 {
+			t.Errorf("length %d: stored a challenge", n)
 		}
 	}
 }

@@ -46,6 +46,7 @@ type Config struct {
 	AllowedPhoneRegions    []string
 	DefaultLocale          string
 	CaptchaTTL             time.Duration
+	CaptchaLength          int // characters in a captcha image, 4-6
 	TokenTTL               time.Duration
 	TokenIssuer            string
 	TokenAudience          string
@@ -114,6 +115,10 @@ func Load(getenv func(string) string, checks Checks) (*Config, error) {
 	c.CaptchaMaxAttempts = l.bounded("CAPTCHA_MAX_ATTEMPTS", 3, 1, MaxLimit)
 	c.CaptchaTokenUses = l.bounded("CAPTCHA_TOKEN_USES", 5, 1, MaxLimit)
 	c.CaptchaTTL = l.seconds("CAPTCHA_TTL_SECONDS", 300)
+	// 4 fits the CloudBase JS SDK's built-in captcha box (its input takes 4
+	// characters); more than 6 is more than a person reads reliably, and
+	// fewer than 4 too few answers for three guesses to be a bar.
+	c.CaptchaLength = l.bounded("CAPTCHA_LENGTH", 5, 4, 6)
 	c.TokenTTL = l.seconds("TOKEN_TTL_SECONDS", 600)
 	c.KeysRefresh = l.seconds("KEYS_REFRESH_SECONDS", 300)
 	c.AllowedPhoneRegions = l.list("ALLOWED_PHONE_REGIONS", "CN", checks.Region)

@@ -28,7 +28,7 @@ func TestDefaults(t *testing.T) {
 	if c.Lambda || c.VerificationTable != "" || c.SMSSender != "outbox" || c.EmailSender != "outbox" ||
 		c.CodeTTL != 600*time.Second || c.ResendCooldown != time.Minute || c.IPHourlyLimit != 10 ||
 		c.TargetDailyLimit != 10 || c.CaptchaIPThreshold != 3 || c.CaptchaTargetThreshold != 3 ||
-		c.MaxVerifyAttempts != 5 || c.CaptchaTTL != 300*time.Second || c.DefaultLocale != "zh-CN" ||
+		c.MaxVerifyAttempts != 5 || c.CaptchaTTL != 300*time.Second || c.CaptchaLength != 5 || c.DefaultLocale != "zh-CN" ||
 		c.Addr != "127.0.0.1:3000" || strings.Join(c.Channels, ",") != "sms,email" || strings.Join(c.AllowedPhoneRegions, ",") != "CN" {
 		t.Fatalf("defaults %+v", c)
 	}
@@ -118,6 +118,11 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{map[string]string{"CAPTCHA_IP_THRESHOLD": "101"}, "CAPTCHA_IP_THRESHOLD"},
 		{map[string]string{"MAX_VERIFY_ATTEMPTS": "101"}, "MAX_VERIFY_ATTEMPTS"},
 		{map[string]string{"ADDR": "3000"}, "ADDR"},
+		{map[string]string{"CAPTCHA_LENGTH": "3"}, "CAPTCHA_LENGTH"},
+		{map[string]string{"CAPTCHA_LENGTH": "7"}, "CAPTCHA_LENGTH"},
+		{map[string]string{"CAPTCHA_LENGTH": "four"}, "CAPTCHA_LENGTH"},
+		{map[string]string{"CAPTCHA_LENGTH": "4"}, ""},
+		{map[string]string{"CAPTCHA_LENGTH": "6"}, ""},
 		{map[string]string{"CORS_ALLOWED_ORIGINS": "https://app.example.com/login"}, "CORS_ALLOWED_ORIGINS"},
 		{map[string]string{"CORS_ALLOWED_ORIGINS": "app.example.com"}, "CORS_ALLOWED_ORIGINS"},
 		{map[string]string{"CORS_ALLOWED_ORIGINS": "https://a.example,http://localhost:5173,*"}, ""},

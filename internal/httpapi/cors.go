@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // CORS lets browser apps on the listed origins call the API, and is the list
@@ -39,8 +40,11 @@ func (c *CORS) preflight(r *Request, method string) Response {
 	resp := Response{Status: http.StatusNoContent, Header: map[string]string{"Allow": method + ", OPTIONS"}}
 	if c.decorate(r, &resp) {
 		resp.Header["Access-Control-Allow-Methods"] = method
-		resp.Header["Access-Control-Allow-Headers"] = "content-type, x-captcha-token"
+		resp.Header["Access-Control-Allow-Headers"] = allowHeaders(r.Header["access-control-request-headers"])
 		resp.Header["Access-Control-Max-Age"] = strconv.Itoa(preflightMaxAge)
+		// The answer depends on the requested headers too, so a cache must
+		// not hand it to a preflight that asked for others.
+		resp.Header["Vary"] = "Origin, Access-Control-Request-Headers"
 	}
 	return resp
 }
@@ -56,6 +60,61 @@ func (c *CORS) allows(origin string, present bool) bool {
 	return c != nil && (c.any || c.origins[origin])
 }
 
+// defaultAllowHeaders are the request headers a browser app sends: the
+// API's own (content-type, x-captcha-token, idempotency-key) and those the
+// CloudBase JS SDK adds to every call (x-request-id, x-device-id,
+// x-sdk-version, and Accept-Language, its i18n header).
+const defaultAllowHeaders = "content-type, x-captcha-token, idempotency-key, x-request-id, x-device-id, x-sdk-version, accept-language"
+
+// Bounds on an echoed Access-Control-Request-Headers: a browser lists the
+// few non-safelisted headers of one request; anything longer is not a
+// browser's and gets the default list.
+const (
+	maxRequestHeaders   = 32
+	maxRequestHeaderLen = 1024
+)
+
+// allowHeaders answers a preflight's Access-Control-Request-Headers. The
+// API reads no credentials (no cookies, no Authorization), so letting a page
+// send a header gives it nothing it could not do from a server: the list is
+// echoed, so that a client's own headers (an SDK adds more with each
+// release) do not break it. It is echoed only when it is what a browser
+// writes, a short comma-separated list of header-name tokens, lower-cased;
+// otherwise, or when absent, the answer is the default list.
+func allowHeaders(requested string) string {
+	if requested == "" || len(requested) > maxRequestHeaderLen {
+		return defaultAllowHeaders
+	}
+	names := strings.Split(requested, ",")
+	if len(names) > maxRequestHeaders {
+		return defaultAllowHeaders
+	}
+	for i, n := range names {
+		n = strings.TrimSpace(n)
+		if !isToken(n) {
+			return defaultAllowHeaders
+		}
+		names[i] = strings.ToLower(n)
+	}
+	return strings.Join(names, ", ")
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110 section 5.6.2), the
+// syntax of a header name: nothing that could end the header line or smuggle
+// another value in.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
 // decorate adds the CORS headers to resp when the request's origin is
 // allowed, and reports whether it did.
 func (c *CORS) decorate(r *Request, resp *Response) bool {
@@ -64,7 +123,9 @@ func (c *CORS) decorate(r *Request, resp *Response) bool {
 		return false
 	}
 	resp.Header["Access-Control-Allow-Origin"] = origin
-	resp.Header["Vary"] = "Origin"
+	if resp.Header["Vary"] == "" { // a preflight has set its own, Origin included
+		resp.Header["Vary"] = "Origin"
+	}
 	// A browser app reads the wait of a 429 from the header as well.
 	resp.Header["Access-Control-Expose-Headers"] = "Retry-After"
 	return true

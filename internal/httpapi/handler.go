@@ -28,6 +28,7 @@ type Request struct {
 	Method    string
 	Path      string            // route path, without any stage prefix
 	Header    map[string]string // keys in lower case
+	Query     map[string]string // the first value of each query parameter; nil when there is none
 	Body      []byte
 	SourceIP  string // as the platform observed it; never a client header
 	RequestID string
@@ -163,7 +164,15 @@ func (h *Handler) send(ctx context.Context, r *Request, l *logEntry) Response {
 	if b.Locale != nil {
 		req.Locale = *b.Locale
 	}
+	// The captcha token comes as the x-captcha-token header or, as the
+	// CloudBase JS SDK sends it on its retry, the captcha_token query
+	// parameter. The header wins when both are present (it is what this API
+	// documents first). A present header is a token even when empty (and
+	// refused as captcha_invalid), while an empty query value is no token:
+	// "?captcha_token=" is what a client with nothing cached writes.
 	if tok, ok := r.Header["x-captcha-token"]; ok {
+		req.CaptchaToken = &tok
+	} else if tok := r.Query["captcha_token"]; tok != "" {
 		req.CaptchaToken = &tok
 	}
 	res, addr, err := h.Verification.Send(ctx, req)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"net/url"
 	"strings"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -51,6 +52,7 @@ func fromV1(e *events.APIGatewayProxyRequest) *Request {
 		Method:    e.HTTPMethod,
 		Path:      path,
 		Header:    lowerHeaders(e.Headers, e.MultiValueHeaders),
+		Query:     queryV1(e.QueryStringParameters, e.MultiValueQueryStringParameters),
 		SourceIP:  e.RequestContext.Identity.SourceIP,
 		RequestID: e.RequestContext.RequestID,
 	}
@@ -74,6 +76,7 @@ func fromV2(e *events.APIGatewayV2HTTPRequest) *Request {
 		Method:    method,
 		Path:      path,
 		Header:    lowerHeaders(e.Headers, nil),
+		Query:     queryV2(e.RawQueryString, e.QueryStringParameters),
 		SourceIP:  e.RequestContext.HTTP.SourceIP,
 		RequestID: e.RequestContext.RequestID,
 	}
@@ -108,6 +111,56 @@ func lowerHeaders(single map[string]string, multi map[string][]string) map[strin
 	for k, vs := range multi {
 		if len(vs) > 1 && strings.EqualFold(k, "x-forwarded-for") {
 			out["x-forwarded-for"] = strings.Join(vs, ",")
+		}
+	}
+	return out
+}
+
+// Query parameters keep the first value of a repeated name, as net/http's
+// Query().Get does, so that the three transports read one URL alike.
+
+// queryV1 reads a REST API event's query: multiValueQueryStringParameters
+// holds every value in order (queryStringParameters only the last).
+func queryV1(single map[string]string, multi map[string][]string) map[string]string {
+	if len(single) == 0 && len(multi) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(single)+len(multi))
+	for k, v := range single {
+		out[k] = v
+	}
+	for k, vs := range multi {
+		if len(vs) > 0 {
+			out[k] = vs[0]
+		}
+	}
+	return out
+}
+
+// queryV2 reads an HTTP API event's query from rawQueryString, which is the
+// URL's own text (queryStringParameters joins repeated values with commas);
+// an event with only queryStringParameters (a hand-written one) uses those.
+func queryV2(raw string, params map[string]string) map[string]string {
+	if raw == "" {
+		if len(params) == 0 {
+			return nil
+		}
+		return params
+	}
+	return firstValues(raw)
+}
+
+// firstValues parses a raw query string. A malformed pair (a bad %-escape)
+// is skipped, as url.ParseQuery skips it; the others still count.
+func firstValues(raw string) map[string]string {
+	if raw == "" {
+		return nil
+	}
+	vs, _ := url.ParseQuery(raw)
+	out := make(map[string]string, len(vs))
+	for k, v := range vs {
+		if len(v) > 0 {
+			out[k] = v[0]
 		}
 	}
 	return out

@@ -17,6 +17,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Method:    r.Method,
 		Path:      r.URL.Path,
 		Header:    make(map[string]string, len(r.Header)),
+		Query:     firstValues(r.URL.RawQuery),
 		RequestID: newRequestID(),
 	}
 	req.SourceIP, _, _ = net.SplitHostPort(r.RemoteAddr)

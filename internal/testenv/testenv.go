@@ -1,6 +1,7 @@
 // Package testenv gives integration tests the endpoints of the local
 // stand-ins (DynamoDB Local, aws-ses-v2-local, Mailpit, the Lambda runtime
-// emulator) that `make test` starts once per run.
+// emulator) that `make test` starts once per run, and of the CloudBase JS
+// SDK it installs.
 //
 // `go test ./...` alone runs every unit test and skips the tests that need a
 // service; `make test` sets every variable and REQUIRE_SERVICES=1, under which
@@ -20,6 +21,7 @@ const (
 	MailpitAPI  = "TEST_MAILPIT_API"       // http://127.0.0.1:PORT of Mailpit's HTTP API
 	MailpitSMTP = "TEST_MAILPIT_SMTP"      // 127.0.0.1:PORT of Mailpit's SMTP server
 	RIE         = "TEST_RIE_BIN"           // path of the aws-lambda-rie binary
+	CloudBase   = "TEST_CLOUDBASE_SDK"     // tools/cloudbase with the CloudBase JS SDK installed
 )
 
 // Get returns the value of the service variable name, skipping the test when

@@ -44,7 +44,7 @@ type SendRequest struct {
 	PhoneNumber  *string
 	Email        *string
 	Locale       string
-	CaptchaToken *string // the x-captcha-token header, nil when absent
+	CaptchaToken *string // the x-captcha-token header or captcha_token query parameter, nil when absent
 	IP           string  // as the platform observed it, never a client header
 }
 
@@ -195,15 +195,18 @@ func (s *Service) release(ctx context.Context, r Reservation) {
 }
 
 func (s *Service) parseSend(req SendRequest) (Target, Address, error) {
-	if req.Target == nil {
-		return "", Address{}, Errorf(KindInvalidRequest, "target is required")
-	}
 	if (req.PhoneNumber == nil) == (req.Email == nil) {
 		return "", Address{}, Errorf(KindInvalidRequest, "exactly one of phone_number or email is required")
 	}
-	target, err := ParseTarget(*req.Target)
-	if err != nil {
-		return "", Address{}, err
+	// An absent (or null) target is ANY: the CloudBase JS SDK's sign-in and
+	// sign-up flows send none, and ANY is what they mean (send whether or
+	// not the user exists; the answer's is_user tells them which).
+	target := TargetAny
+	var err error
+	if req.Target != nil {
+		if target, err = ParseTarget(*req.Target); err != nil {
+			return "", Address{}, err
+		}
 	}
 	var addr Address
 	if req.PhoneNumber != nil {

@@ -155,6 +155,9 @@ func TestSendAndVerify(t *testing.T) {
 		{"email USER", emailSend("user@example.com", "USER"), []string{"user@example.com"}, true, func(f *fixture) *fakeSender { return f.email }, "user@example.com", "user@example.com"},
 		{"email NOT_USER", emailSend("new@example.com", "NOT_USER"), nil, false, func(f *fixture) *fakeSender { return f.email }, "new@example.com", "new@example.com"},
 		{"phone ANY", verification.SendRequest{Target: ptr("ANY"), PhoneNumber: ptr("+86 13800138000"), IP: "203.0.113.1"}, []string{"+8613800138000"}, true, func(f *fixture) *fakeSender { return f.sms }, "+8613800138000", "+8613800138000"},
+		// The CloudBase JS SDK's sign-in and sign-up flows send no target: ANY.
+		{"email, no target", verification.SendRequest{Email: ptr("new@example.com"), IP: "203.0.113.1"}, nil, false, func(f *fixture) *fakeSender { return f.email }, "new@example.com", "new@example.com"},
+		{"phone, no target, existing", verification.SendRequest{PhoneNumber: ptr("+8613800138000"), IP: "203.0.113.1"}, []string{"+8613800138000"}, true, func(f *fixture) *fakeSender { return f.sms }, "+8613800138000", "+8613800138000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -181,9 +184,12 @@ func TestSendAndVerify(t *testing.T) {
 			if v.Token != "token-for-"+tt.identity || v.ExpiresIn != 600 {
 				t.Fatalf("got %+v", v)
 			}
-			got := f.tokens.got[0]
-			if got.Identity != tt.identity || got.IsUser != tt.wantIsUser || string(got.Target) != *tt.req.Target {
-				t.Fatalf("token claims %+v, want identity %s is_user %v target %s", got, tt.identity, tt.wantIsUser, *tt.req.Target)
+			got, wantTarget := f.tokens.got[0], "ANY"
+			if tt.req.Target != nil {
+				wantTarget = *tt.req.Target
+			}
+			if got.Identity != tt.identity || got.IsUser != tt.wantIsUser || string(got.Target) != wantTarget {
+				t.Fatalf("token claims %+v, want identity %s is_user %v target %s", got, tt.identity, tt.wantIsUser, wantTarget)
 			}
 			if _, err := f.verify(res.VerificationID, msg.Code); verification.KindOf(err) != verification.KindVerificationExpired {
 				t.Fatalf("second verify: got %v, want verification_expired (single use)", err)
@@ -199,7 +205,8 @@ func TestSendRefusals(t *testing.T) {
 		req   verification.SendRequest
 		want  verification.Kind
 	}{
-		{"no target", nil, verification.SendRequest{Email: ptr("a@b.c")}, verification.KindInvalidRequest},
+		{"no target, neither field", nil, verification.SendRequest{}, verification.KindInvalidRequest},
+		{"no target, bad email", nil, verification.SendRequest{Email: ptr("a b@c")}, verification.KindInvalidEmail},
 		{"neither field", nil, verification.SendRequest{Target: ptr("ANY")}, verification.KindInvalidRequest},
 		{"both fields", nil, verification.SendRequest{Target: ptr("ANY"), Email: ptr("a@b.c"), PhoneNumber: ptr("+86 13800138000")}, verification.KindInvalidRequest},
 		{"bad target", nil, verification.SendRequest{Target: ptr("any"), Email: ptr("a@b.c")}, verification.KindInvalidTarget},

@@ -1,0 +1,256 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/verifykit/verifykit/internal/apptest"
+	"github.com/verifykit/verifykit/internal/httpapi"
+)
+
+// gated builds a service whose captcha gate closes after one accepted send
+// per IP, and spends that send from ip.
+func gated(t *testing.T, ip string) *apptest.Service {
+	t.Helper()
+	s := apptest.New(t, map[string]string{"CAPTCHA_IP_THRESHOLD": "1", "IP_HOURLY_LIMIT": "50"})
+	if st, _, b := s.Do(t, "POST", sendPath, ip, `{"target":"ANY","email":"first@example.com"}`, nil); st != 200 {
+		t.Fatalf("first send: %d %v", st, b)
+	}
+	return s
+}
+
+// solve gets a captcha from ip, reads its answer from GET /dev/outbox and
+// solves it from ip, returning the captcha_token.
+func solve(t *testing.T, s *apptest.Service, ip string) string {
+	t.Helper()
+	st, _, img := s.Do(t, "POST", "/auth/v1/captcha/data", ip, `{}`, nil)
+	if st != 200 {
+		t.Fatalf("captcha data: %d %v", st, img)
+	}
+	_, _, outbox := s.Do(t, "GET", "/dev/outbox", ip, "", nil)
+	answer := ""
+	caps, _ := outbox["captchas"].([]any)
+	for _, c := range caps {
+		if m, _ := c.(map[string]any); m["token"] == img["token"] {
+			answer, _ = m["answer"].(string)
+		}
+	}
+	if answer == "" {
+		t.Fatalf("no answer for captcha %v in /dev/outbox", img["token"])
+	}
+	body, _ := json.Marshal(map[string]any{"token": img["token"], "key": answer})
+	st, _, pass := s.Do(t, "POST", "/auth/v1/captcha/data/verify", ip, string(body), nil)
+	tok, _ := pass["captcha_token"].(string)
+	if st != 200 || tok == "" {
+		t.Fatalf("captcha verify: %d %v", st, pass)
+	}
+	return tok
+}
+
+func serve(t *testing.T, h *httpapi.Handler, event any) (int, string) {
+	t.Helper()
+	raw, err := json.Marshal(event)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := h.HandleLambda(context.Background(), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch r := out.(type) {
+	case events.APIGatewayProxyResponse:
+		return r.StatusCode, r.Body
+	case events.APIGatewayV2HTTPResponse:
+		return r.StatusCode, r.Body
+	}
+	t.Fatalf("answer of type %T", out)
+	return 0, ""
+}
+
+// TestCaptchaTokenQueryReachesTheSend: the CloudBase JS SDK retries a send
+// with ?captcha_token=; the parameter must reach the send from every
+// transport: REST API events (queryStringParameters and
+// multiValueQueryStringParameters), HTTP API events (rawQueryString, or
+// queryStringParameters alone) and net/http. Repeated names take the first
+// value everywhere. Each case first checks that the same request without the
+// token meets the gate, so a pass cannot come from an open gate.
+func TestCaptchaTokenQueryReachesTheSend(t *testing.T) {
+	const ip = "198.51.100.40"
+	body := `{"target":"ANY","email":"second@example.com"}`
+	v1 := func(single map[string]string, multi map[string][]string) events.APIGatewayProxyRequest {
+		return events.APIGatewayProxyRequest{
+			Resource: sendPath, Path: sendPath, HTTPMethod: "POST", Body: body,
+			QueryStringParameters: single, MultiValueQueryStringParameters: multi,
+			RequestContext: events.APIGatewayProxyRequestContext{RequestID: "q", Stage: "prod", Identity: events.APIGatewayRequestIdentity{SourceIP: ip}},
+		}
+	}
+	v2 := func(raw string, params map[string]string) events.APIGatewayV2HTTPRequest {
+		return events.APIGatewayV2HTTPRequest{
+			Version: "2.0", RouteKey: "POST " + sendPath, RawPath: sendPath, Body: body,
+			RawQueryString: raw, QueryStringParameters: params,
+			RequestContext: events.APIGatewayV2HTTPRequestContext{RequestID: "q", Stage: "$default",
+				HTTP: events.APIGatewayV2HTTPRequestContextHTTPDescription{Method: "POST", Path: sendPath, SourceIP: ip}},
+		}
+	}
+	tests := []struct {
+		name  string
+		event func(tok string) any // tok "": the same request without a token
+	}{
+		{"REST single", func(tok string) any {
+			if tok == "" {
+				return v1(map[string]string{"client_id": "env"}, map[string][]string{"client_id": {"env"}})
+			}
+			return v1(map[string]string{"client_id": "env", "captcha_token": tok}, nil)
+		}},
+		{"REST multi, first value", func(tok string) any {
+			if tok == "" {
+				return v1(nil, map[string][]string{"client_id": {"env"}})
+			}
+			// API Gateway's queryStringParameters holds the last value.
+			return v1(map[string]string{"captcha_token": "v1.forged"}, map[string][]string{"captcha_token": {tok, "v1.forged"}})
+		}},
+		{"HTTP API raw, first value", func(tok string) any {
+			if tok == "" {
+				return v2("client_id=env", map[string]string{"client_id": "env"})
+			}
+			// queryStringParameters joins repeated values with commas.
+			return v2("client_id=env&captcha_token="+tok+"&captcha_token=v1.forged", map[string]string{"client_id": "env", "captcha_token": tok + ",v1.forged"})
+		}},
+		{"HTTP API params only", func(tok string) any {
+			if tok == "" {
+				return v2("", nil)
+			}
+			return v2("", map[string]string{"captcha_token": tok})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := gated(t, ip)
+			if st, b := serve(t, s.Handler, tt.event("")); st != 428 || !strings.Contains(b, "captcha_required") {
+				t.Fatalf("without a token: %d %s, want 428 captcha_required", st, b)
+			}
+			if st, b := serve(t, s.Handler, tt.event(solve(t, s, ip))); st != 200 {
+				t.Fatalf("with ?captcha_token=: %d %s, want 200", st, b)
+			}
+		})
+	}
+
+	t.Run("net/http", func(t *testing.T) {
+		s := gated(t, "127.0.0.1")
+		srv := newServer(t, s.Handler)
+		post := func(query string) (int, string) {
+			resp, err := http.Post(srv+sendPath+query, "text/plain;charset=UTF-8", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
+		}
+		if st, b := post("?client_id=env"); st != 428 {
+			t.Fatalf("without a token: %d %s, want 428", st, b)
+		}
+		if st, b := post("?client_id=env&captcha_token=" + solve(t, s, "127.0.0.1") + "&captcha_token=v1.forged"); st != 200 {
+			t.Fatalf("with ?captcha_token=: %d %s, want 200", st, b)
+		}
+	})
+}
+
+// TestCaptchaTokenHeaderAndQuery: the header wins when both are present; an
+// empty query value is no token, an empty header a bad one; a bad token in
+// the query is refused like one in the header, storing and sending nothing.
+func TestCaptchaTokenHeaderAndQuery(t *testing.T) {
+	const ip = "198.51.100.41"
+	tests := []struct {
+		name       string
+		header     func(valid string) map[string]string
+		query      func(valid string) map[string]string
+		wantStatus int
+		wantError  string
+	}{
+		{"query alone", nil, func(v string) map[string]string { return map[string]string{"captcha_token": v} }, 200, ""},
+		{"header wins over a bad query", func(v string) map[string]string { return map[string]string{"x-captcha-token": v} },
+			func(string) map[string]string { return map[string]string{"captcha_token": "v1.forged"} }, 200, ""},
+		{"a bad header wins over a good query", func(string) map[string]string { return map[string]string{"x-captcha-token": "v1.forged"} },
+			func(v string) map[string]string { return map[string]string{"captcha_token": v} }, 403, "captcha_invalid"},
+		{"empty header is a bad token", func(string) map[string]string { return map[string]string{"x-captcha-token": ""} },
+			func(v string) map[string]string { return map[string]string{"captcha_token": v} }, 403, "captcha_invalid"},
+		{"empty query is no token", nil, func(string) map[string]string { return map[string]string{"captcha_token": ""} }, 428, "captcha_required"},
+		{"forged query token", nil, func(string) map[string]string { return map[string]string{"captcha_token": "v1.forged"} }, 403, "captcha_invalid"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := gated(t, ip)
+			valid := solve(t, s, ip)
+			r := &httpapi.Request{Method: "POST", Path: sendPath, Header: map[string]string{}, SourceIP: ip, RequestID: "q",
+				Body: []byte(`{"target":"ANY","email":"second@example.com"}`)}
+			if tt.header != nil {
+				r.Header = tt.header(valid)
+			}
+			if tt.query != nil {
+				r.Query = tt.query(valid)
+			}
+			before := len(s.Outbox.Messages())
+			resp := s.Handler.Serve(context.Background(), r)
+			if resp.Status != tt.wantStatus || !strings.Contains(string(resp.Body), tt.wantError) {
+				t.Fatalf("got %d %s, want %d %s", resp.Status, resp.Body, tt.wantStatus, tt.wantError)
+			}
+			if sent := len(s.Outbox.Messages()) - before; (tt.wantStatus == 200) != (sent == 1) {
+				t.Fatalf("%d messages sent for a %d", sent, resp.Status)
+			}
+		})
+	}
+	// An empty query value on an open gate is simply no token.
+	s := apptest.New(t, nil)
+	r := &httpapi.Request{Method: "POST", Path: sendPath, Header: map[string]string{}, Query: map[string]string{"captcha_token": ""},
+		SourceIP: ip, RequestID: "q", Body: []byte(`{"email":"open@example.com"}`)}
+	if resp := s.Handler.Serve(context.Background(), r); resp.Status != 200 {
+		t.Fatalf("empty query value, open gate: %d %s", resp.Status, resp.Body)
+	}
+}
+
+// TestPreflightAllowsTheSDKHeaders: a preflight from an allowed origin allows
+// what the browser asks for when it is a list of header names, and otherwise
+// at least the API's own headers and those the CloudBase JS SDK sends.
+func TestPreflightAllowsTheSDKHeaders(t *testing.T) {
+	const origin = "https://app.example.com"
+	s := apptest.New(t, map[string]string{"CORS_ALLOWED_ORIGINS": origin})
+	sdk := []string{"content-type", "x-captcha-token", "idempotency-key", "x-request-id", "x-device-id", "x-sdk-version", "accept-language"}
+	many := strings.Repeat("x-a,", 40) + "x-b"
+	tests := []struct {
+		name, requested, want string
+	}{
+		{"none asked: the default list", "", strings.Join(sdk, ", ")},
+		{"the SDK's headers, echoed lower-case", "Accept-Language,X-SDK-Version,content-type,x-device-id,x-request-id", "accept-language, x-sdk-version, content-type, x-device-id, x-request-id"},
+		{"an unknown header name is echoed too", "x-custom, undefined", "x-custom, undefined"},
+		{"not a list of names: the default list", "x-a, x b", strings.Join(sdk, ", ")},
+		{"an empty element: the default list", "x-a,,x-b", strings.Join(sdk, ", ")},
+		{"a line break: the default list", "x-a\r\nset-cookie: x", strings.Join(sdk, ", ")},
+		{"too many names: the default list", many, strings.Join(sdk, ", ")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := map[string]string{"origin": origin, "access-control-request-method": "POST"}
+			if tt.requested != "" {
+				h["access-control-request-headers"] = tt.requested
+			}
+			st, hdr, _ := s.Do(t, "OPTIONS", sendPath, "203.0.113.9", "", h)
+			if st != 204 || hdr["Access-Control-Allow-Headers"] != tt.want {
+				t.Fatalf("got %d, Access-Control-Allow-Headers %q, want %q", st, hdr["Access-Control-Allow-Headers"], tt.want)
+			}
+			if !strings.Contains(hdr["Vary"], "Access-Control-Request-Headers") || !strings.Contains(hdr["Vary"], "Origin") {
+				t.Fatalf("Vary %q, want Origin and Access-Control-Request-Headers", hdr["Vary"])
+			}
+		})
+	}
+	st, hdr, _ := s.Do(t, "OPTIONS", sendPath, "203.0.113.9", "", map[string]string{"origin": "https://evil.example", "access-control-request-headers": "x-sdk-version"})
+	if _, ok := hdr["Access-Control-Allow-Headers"]; st != 204 || ok {
+		t.Fatalf("another origin: %d %v", st, hdr)
+	}
+}
