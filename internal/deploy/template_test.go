@@ -122,7 +122,7 @@ var worlds = []world{
 			"MaxVerifyAttempts":      "4",
 			"VerifyIpHourlyLimit":    "40",
 			"CaptchaIpHourlyLimit":   "25",
-			"CaptchaMaxAttempts":     "6",
+			"CaptchaMaxAttempts":     "7",
 			"CaptchaTokenUses":       "100",
 			"CaptchaTtlSeconds":      "240",
 			"CaptchaLength":          "6",
