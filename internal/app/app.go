@@ -154,6 +154,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	tmpl = tmpl.WithAutofill(notify.Autofill{WebOTPDomain: cfg.WebOTPDomain, AndroidAppHash: cfg.AndroidAppHash, SMSSignature: cfg.SMSSignature})
 	senders, outbox, err := buildSenders(ctx, cfg, tmpl, o, awsConfig)
 	if err != nil {
 		return nil, err

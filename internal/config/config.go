@@ -13,6 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // Config is the whole configuration. Nothing else reads the environment.
@@ -31,6 +34,11 @@ type Config struct {
 	EmailFrom           string
 	SESConfigurationSet string
 	SMSSenderID         string
+
+	// The SMS autofill lines (all optional): see notify.Autofill.
+	WebOTPDomain   string
+	AndroidAppHash string
+	SMSSignature   string
 
 	CodeTTL                time.Duration
 	ResendCooldown         time.Duration
@@ -126,6 +134,9 @@ func Load(getenv func(string) string, checks Checks) (*Config, error) {
 	if checks.Locale != nil && !checks.Locale(c.DefaultLocale) {
 		l.fail("DEFAULT_LOCALE", "unknown locale %q", c.DefaultLocale)
 	}
+	c.WebOTPDomain = l.webOTPDomain("WEBOTP_DOMAIN")
+	c.AndroidAppHash = l.androidAppHash("ANDROID_APP_HASH")
+	c.SMSSignature = l.smsSignature("SMS_SIGNATURE")
 	if v := getenv("HMAC_KEY"); v != "" {
 		key, err := base64.StdEncoding.DecodeString(v)
 		if err != nil || len(key) < 32 {
@@ -329,4 +340,86 @@ func validOrigin(o string) bool {
 	u, err := url.Parse(o)
 	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" &&
 		u.Path == "" && u.RawQuery == "" && u.Fragment == "" && u.User == nil && u.String() == o
+}
+
+// The longest autofill values accepted. With all three lines at these
+// lengths every locale's SMS fits two segments, and the zh-CN SMS with a
+// 10-character signature and a 20-character domain fits one (the segment
+// test in internal/notify counts it); a longer signature or domain would
+// silently make every message cost one more segment.
+const (
+	MaxWebOTPDomainLength = 40
+	MaxSMSSignatureLength = 16
+	AndroidAppHashLength  = 11
+)
+
+// webOTPDomain reads a host name (letters, digits and hyphens in dot-separated
+// labels; no scheme, port, path or trailing dot): a browser matches it
+// against the page's origin, so anything else would never autofill.
+func (l *loader) webOTPDomain(name string) string {
+	v := l.getenv(name)
+	if v == "" {
+		return ""
+	}
+	if !validHostName(v) || len(v) > MaxWebOTPDomainLength {
+		l.fail(name, "must be a host name of at most %d characters such as login.example.com, got %q", MaxWebOTPDomainLength, v)
+		return ""
+	}
+	// Origins carry their host in lower case.
+	return strings.ToLower(v)
+}
+
+func validHostName(h string) bool {
+	labels := strings.Split(h, ".")
+	for _, label := range labels {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	// An all-digit last label is an IPv4 address, not a host name.
+	_, err := strconv.Atoi(labels[len(labels)-1])
+	return err != nil
+}
+
+// androidAppHash reads the 11-character hash of an Android app's signing
+// key and package, as SMS Retriever computes it.
+func (l *loader) androidAppHash(name string) string {
+	v := l.getenv(name)
+	if v == "" {
+		return ""
+	}
+	ok := len(v) == AndroidAppHashLength
+	for _, r := range v {
+		ok = ok && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '+' || r == '/')
+	}
+	if !ok {
+		l.fail(name, "must be %d characters of A-Z, a-z, 0-9, + and /, got %q", AndroidAppHashLength, v)
+		return ""
+	}
+	return v
+}
+
+// smsSignature reads the signature put before messages to +86 numbers. It is
+// one line of printable text: a line break would move the code off the first
+// line.
+func (l *loader) smsSignature(name string) string {
+	v := l.getenv(name)
+	if v == "" {
+		return ""
+	}
+	// Counted in UTF-16 units, as a UCS-2 segment counts them.
+	ok := utf8.ValidString(v) && len(utf16.Encode([]rune(v))) <= MaxSMSSignatureLength && strings.TrimSpace(v) == v
+	for _, r := range v {
+		ok = ok && unicode.IsPrint(r)
+	}
+	if !ok {
+		l.fail(name, "must be at most %d printable characters on one line, such as 【Example】, got %q", MaxSMSSignatureLength, v)
+		return ""
+	}
+	return v
 }

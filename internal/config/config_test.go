@@ -137,6 +137,26 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{map[string]string{"TRUSTED_PROXY_HOPS": "6"}, "TRUSTED_PROXY_HOPS"},
 		{map[string]string{"TRUSTED_PROXY_HOPS": "one"}, "TRUSTED_PROXY_HOPS"},
 		{map[string]string{"TRUSTED_PROXY_HOPS": "2"}, ""},
+		{map[string]string{"WEBOTP_DOMAIN": "https://login.example.com"}, "WEBOTP_DOMAIN"},
+		{map[string]string{"WEBOTP_DOMAIN": "login.example.com:443"}, "WEBOTP_DOMAIN"},
+		{map[string]string{"WEBOTP_DOMAIN": "login.example.com."}, "WEBOTP_DOMAIN"},
+		{map[string]string{"WEBOTP_DOMAIN": "-login.example.com"}, "WEBOTP_DOMAIN"},
+		{map[string]string{"WEBOTP_DOMAIN": "log_in.example.com"}, "WEBOTP_DOMAIN"},
+		{map[string]string{"WEBOTP_DOMAIN": "192.0.2.1"}, "WEBOTP_DOMAIN"},
+		{map[string]string{"WEBOTP_DOMAIN": "login example.com"}, "WEBOTP_DOMAIN"},
+		{map[string]string{"WEBOTP_DOMAIN": strings.Repeat("a", 37) + ".com"}, "WEBOTP_DOMAIN"},
+		{map[string]string{"WEBOTP_DOMAIN": strings.Repeat("a", 36) + ".com"}, ""},
+		{map[string]string{"WEBOTP_DOMAIN": "localhost"}, ""},
+		{map[string]string{"ANDROID_APP_HASH": "FA+9qCX9VS"}, "ANDROID_APP_HASH"},
+		{map[string]string{"ANDROID_APP_HASH": "FA+9qCX9VSuu"}, "ANDROID_APP_HASH"},
+		{map[string]string{"ANDROID_APP_HASH": "FA+9qCX9VS="}, "ANDROID_APP_HASH"},
+		{map[string]string{"ANDROID_APP_HASH": "FA+9qCX9/Su"}, ""},
+		{map[string]string{"SMS_SIGNATURE": "【" + strings.Repeat("示", 15) + "】"}, "SMS_SIGNATURE"},
+		{map[string]string{"SMS_SIGNATURE": "【" + strings.Repeat("示", 14) + "】"}, ""},
+		{map[string]string{"SMS_SIGNATURE": "【Example】\n"}, "SMS_SIGNATURE"},
+		{map[string]string{"SMS_SIGNATURE": " 【Example】"}, "SMS_SIGNATURE"},
+		{map[string]string{"SMS_SIGNATURE": "【Ex\x00】"}, "SMS_SIGNATURE"},
+		{map[string]string{"SMS_SIGNATURE": "\xff"}, "SMS_SIGNATURE"},
 		{map[string]string{"AWS_LAMBDA_RUNTIME_API": "x", "VERIFICATION_TABLE": "v", "USERS_TABLE": "u", "SMS_SENDER": "outbox"}, "SMS_SENDER"},
 		{map[string]string{"AWS_LAMBDA_RUNTIME_API": "x", "VERIFICATION_TABLE": "v", "USERS_TABLE": "u", "EMAIL_SENDER": "outbox"}, "EMAIL_SENDER"},
 	}
@@ -243,5 +263,23 @@ func TestLocalOrigins(t *testing.T) {
 		if got := strings.Join(c.LocalOrigins(), " "); got != tt.want {
 			t.Errorf("%v: LocalOrigins %q, want %q", tt.env, got, tt.want)
 		}
+	}
+}
+
+func TestAutofillSettings(t *testing.T) {
+	c, err := load(map[string]string{"WEBOTP_DOMAIN": "Login.Example.com", "ANDROID_APP_HASH": "FA+9qCX9/Su", "SMS_SIGNATURE": "【Example】"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Origins carry their host in lower case; the WebOTP line must match.
+	if c.WebOTPDomain != "login.example.com" || c.AndroidAppHash != "FA+9qCX9/Su" || c.SMSSignature != "【Example】" {
+		t.Errorf("got %q, %q, %q", c.WebOTPDomain, c.AndroidAppHash, c.SMSSignature)
+	}
+	c, err = load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.WebOTPDomain != "" || c.AndroidAppHash != "" || c.SMSSignature != "" {
+		t.Errorf("defaults: got %q, %q, %q, want all empty", c.WebOTPDomain, c.AndroidAppHash, c.SMSSignature)
 	}
 }

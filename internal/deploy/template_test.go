@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/awslabs/goformation/v7"
 	"github.com/awslabs/goformation/v7/cloudformation"
@@ -51,6 +52,9 @@ var envParameter = map[string]string{
 	"EMAIL_FROM":               "EmailFrom",
 	"SES_CONFIGURATION_SET":    "SesConfigurationSet",
 	"SMS_SENDER_ID":            "SmsSenderId",
+	"WEBOTP_DOMAIN":            "WebOtpDomain",
+	"ANDROID_APP_HASH":         "AndroidAppHash",
+	"SMS_SIGNATURE":            "SmsSignature",
 	"CODE_TTL_SECONDS":         "CodeTtlSeconds",
 	"RESEND_COOLDOWN_SECONDS":  "ResendCooldownSeconds",
 	"IP_HOURLY_LIMIT":          "IpHourlyLimit",
@@ -113,6 +117,9 @@ var worlds = []world{
 			"SesIdentity":            "mail.example.com",
 			"SesConfigurationSet":    "unused-set",
 			"SmsSenderId":            "Example",
+			"WebOtpDomain":           "login.example.com",
+			"AndroidAppHash":         "FA+9qCX9/Su",
+			"SmsSignature":           "【Example】",
 			"CodeTtlSeconds":         "900",
 			"ResendCooldownSeconds":  "45",
 			"IpHourlyLimit":          "20",
@@ -1429,6 +1436,11 @@ func TestParameters(t *testing.T) {
 		{"CaptchaTokenUses", "101"},
 		{"ReservedConcurrency", "0"},
 		{"Channels", "sms,fax"},
+		{"WebOtpDomain", "https://login.example.com"},
+		{"AndroidAppHash", "FA+9qCX9VS"},
+		{"SmsSignature", "【Example】\nsecond line"},
+		{"WebOtpDomain", strings.Repeat("a", 37) + ".com"},
+		{"SmsSignature", "【" + strings.Repeat("示", 15) + "】"},
 	}
 	for _, r := range refused {
 		p, _ := params[r.param].(map[string]any)
@@ -1465,6 +1477,9 @@ func checkParameterValue(p map[string]any, v string) error {
 	}
 	if n, ok := p["MinLength"].(float64); ok && float64(len(v)) < n {
 		return fmt.Errorf("shorter than %v", n)
+	}
+	if n, ok := p["MaxLength"].(float64); ok && float64(utf8.RuneCountInString(v)) > n {
+		return fmt.Errorf("longer than %v", n)
 	}
 	if p["Type"] == "Number" {
 		f, err := strconv.ParseFloat(v, 64)

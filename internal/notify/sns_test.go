@@ -48,7 +48,7 @@ func TestSNSPublishInput(t *testing.T) {
 		wantText string
 	}{
 		{"default locale, no sender ID", "", "", "您的验证码是 424242，10 分钟内有效"},
-		{"en with sender ID", "VerifyKit", "en-US", "Your verification code is 424242. It is valid for 10 minutes"},
+		{"en with sender ID", "VerifyKit", "en-US", "Your code is 424242, valid for 10 min."},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

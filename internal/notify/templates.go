@@ -50,6 +50,32 @@ type Templates struct {
 	defaultLocale string
 	names         []string
 	sets          map[string]*localeSet
+	autofill      Autofill
+}
+
+// Autofill holds the optional SMS lines that let a phone read the code out of
+// the message by itself. Configuration validates them (internal/config): their
+// lengths are bounded so that every locale's SMS stays within the segments the
+// README promises.
+type Autofill struct {
+	// WebOTPDomain, when set, makes "@<domain> #<code>" the last line: the
+	// origin-bound one-time-code format that Chrome's WebOTP API and Safari's
+	// one-time-code AutoFill read, for a page served from that host.
+	WebOTPDomain string
+	// AndroidAppHash, when set, stands on its own line before the WebOTP line:
+	// Android's SMS Retriever hands the message to the app with that hash.
+	AndroidAppHash string
+	// SMSSignature, when set, prefixes messages to +86 numbers only: mainland
+	// China requires a registered signature such as 【Example】, and elsewhere
+	// its brackets would force the whole message into UCS-2.
+	SMSSignature string
+}
+
+// WithAutofill returns a copy of t that adds a's lines to every SMS.
+func (t *Templates) WithAutofill(a Autofill) *Templates {
+	c := *t
+	c.autofill = a
+	return &c
 }
 
 type localeSet struct {
@@ -188,7 +214,9 @@ func (t *Templates) Render(m verification.Message) (Content, error) {
 	var err error
 	switch m.Channel {
 	case verification.SMS:
-		c.Text, err = execute(set.sms, data)
+		if c.Text, err = execute(set.sms, data); err == nil {
+			c.Text = t.autofill.apply(c.Text, m)
+		}
 	case verification.Email:
 		if c.Subject, err = execute(set.subject, data); err != nil {
 			break
@@ -217,4 +245,24 @@ func execute(t *texttemplate.Template, data templateData) (string, error) {
 		return "", err
 	}
 	return strings.TrimSpace(b.String()), nil
+}
+
+// chinaPrefix starts every E.164 number of mainland China, and no other:
+// country codes are prefix-free, so no longer code begins with 86.
+const chinaPrefix = "+86"
+
+// apply adds the autofill lines to an SMS body. The code stays in the first
+// line, where a person reads it; the machine-read lines follow in the order
+// their readers expect, the WebOTP line last.
+func (a Autofill) apply(text string, m verification.Message) string {
+	if a.SMSSignature != "" && strings.HasPrefix(m.To, chinaPrefix) {
+		text = a.SMSSignature + text
+	}
+	if a.AndroidAppHash != "" {
+		text += "\n" + a.AndroidAppHash
+	}
+	if a.WebOTPDomain != "" {
+		text += "\n@" + a.WebOTPDomain + " #" + m.Code
+	}
+	return text
 }

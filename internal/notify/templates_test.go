@@ -157,7 +157,7 @@ func TestRenderDetails(t *testing.T) {
 		forbidden string
 	}{
 		{"en singular minute", verification.Message{Channel: verification.SMS, Code: "1", TTL: 2 * time.Second, Locale: "en"},
-			func(c Content) string { return c.Text }, "valid for 1 minute.", "1 minutes"},
+			func(c Content) string { return c.Text }, "valid for 1 min.", "1 minutes"},
 		{"en plural minutes", verification.Message{Channel: verification.Email, Code: "1", TTL: 90 * time.Second, Locale: "en"},
 			func(c Content) string { return c.Text }, "valid for 2 minutes", ""},
 		{"zh minutes from TTL", verification.Message{Channel: verification.SMS, Code: "1", TTL: 300 * time.Second},
