@@ -118,6 +118,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	var store interface {
 		verification.Store
 		verification.Users
+		verification.IdempotencyStore
 		captcha.Store
 	}
 	if cfg.VerificationTable != "" {
@@ -215,6 +216,8 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 			Limits:   limits,
 			TokenTTL: cfg.TokenTTL,
 			Now:      o.Now,
+
+			Idempotency: store,
 		}
 		h := &httpapi.Handler{
 			Verification: svc,

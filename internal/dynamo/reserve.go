@@ -58,6 +58,9 @@ func (s *Store) Reserve(ctx context.Context, r verification.Reservation) error {
 	if len(tce.CancellationReasons) != len(tx.in.TransactItems) {
 		return storeError("reserve: reasons do not match the items", err)
 	}
+	if err := idempotencyHit(r, tce.CancellationReasons); err != nil {
+		return err // a held key answers before any refusal (idempotency.go)
+	}
 	return s.refuse(ctx, r, tx, tce.CancellationReasons)
 }
 
@@ -236,6 +239,7 @@ func (s *Store) reserveTx(r verification.Reservation) (reserve, error) {
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 		}})
 	}
+	items = s.appendIdempotency(items, r) // last: idempotency.go
 	tx.in = &dynamodb.TransactWriteItemsInput{TransactItems: items}
 	return tx, nil
 }

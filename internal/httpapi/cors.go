@@ -127,6 +127,6 @@ func (c *CORS) decorate(r *Request, resp *Response) bool {
 		resp.Header["Vary"] = "Origin"
 	}
 	// A browser app reads the wait of a 429 from the header as well.
-	resp.Header["Access-Control-Expose-Headers"] = "Retry-After"
+	resp.Header["Access-Control-Expose-Headers"] = "Retry-After, Idempotent-Replayed"
 	return true
 }

@@ -34,6 +34,9 @@ var statuses = map[verification.Kind]int{
 	verification.KindSendFailed:              http.StatusBadGateway,
 	verification.KindServiceUnavailable:      http.StatusServiceUnavailable,
 	verification.KindInternal:                http.StatusInternalServerError,
+
+	verification.KindIdempotencyKeyReused:     http.StatusUnprocessableEntity,
+	verification.KindIdempotencyKeyInProgress: http.StatusConflict,
 }
 
 // Descriptions of the kinds that have no *verification.Error to carry one.

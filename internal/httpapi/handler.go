@@ -175,14 +175,44 @@ func (h *Handler) send(ctx context.Context, r *Request, l *logEntry) Response {
 	} else if tok := r.Query["captcha_token"]; tok != "" {
 		req.CaptchaToken = &tok
 	}
+	if key, ok := r.Header["idempotency-key"]; ok {
+		req.IdempotencyKey, req.Body = &key, r.Body
+	}
 	res, addr, err := h.Verification.Send(ctx, req)
 	l.Channel, l.Target = string(addr.Channel), logging.Mask(addr)
 	l.CaptchaGiven = req.CaptchaToken != nil
-	if err != nil {
-		return h.fail(l, err)
+	if res.Replay != nil {
+		l.Idempotency = "replayed"
+		return replayResponse(res.Replay)
 	}
-	l.OutcomeUnknown = res.OutcomeUnknown
-	return bodyResponse(200, sendResponse{VerificationID: res.VerificationID, ExpiresIn: res.ExpiresIn, IsUser: res.IsUser}.appendJSON(make([]byte, 0, 64+len(res.VerificationID))))
+	var resp Response
+	if err != nil {
+		resp = h.fail(l, err)
+	} else {
+		l.OutcomeUnknown = res.OutcomeUnknown
+		resp = bodyResponse(200, sendResponse{VerificationID: res.VerificationID, ExpiresIn: res.ExpiresIn, IsUser: res.IsUser}.appendJSON(make([]byte, 0, 64+len(res.VerificationID))))
+	}
+	if res.Idempotency != nil && resp.Status < 500 {
+		l.Idempotency = "stored"
+		retry, _ := strconv.Atoi(resp.Header["Retry-After"])
+		if err := h.Verification.RememberAnswer(ctx, res.Idempotency, verification.Answer{Status: resp.Status, Body: resp.Body, RetryAfter: retry}); err != nil {
+			// The answer stands; the key's claim ends with its lease, and a
+			// retry after that runs afresh (and meets the cooldown).
+			l.Idempotency, l.IdempotencyErr = "store_failed", err
+		}
+	}
+	return resp
+}
+
+// replayResponse is an answer kept for an Idempotency-Key, given again: the
+// same status, body and Retry-After, marked as a replay.
+func replayResponse(a *verification.Answer) Response {
+	resp := bodyResponse(a.Status, a.Body)
+	if a.RetryAfter > 0 {
+		resp.Header["Retry-After"] = strconv.Itoa(a.RetryAfter)
+	}
+	resp.Header["Idempotent-Replayed"] = "true"
+	return resp
 }
 
 func (h *Handler) verify(ctx context.Context, r *Request, l *logEntry) Response {

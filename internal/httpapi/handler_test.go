@@ -347,7 +347,8 @@ func TestCORS(t *testing.T) {
 	allowed := map[string]string{"origin": "https://app.example.com", "access-control-request-method": "POST"}
 	st, hdr, _ := s.Do(t, "OPTIONS", sendPath, "203.0.113.9", "", allowed)
 	if st != 204 || hdr["Access-Control-Allow-Origin"] != "https://app.example.com" ||
-		hdr["Access-Control-Allow-Methods"] != "POST" || !strings.Contains(hdr["Access-Control-Allow-Headers"], "x-captcha-token") {
+		hdr["Access-Control-Allow-Methods"] != "POST" || !strings.Contains(hdr["Access-Control-Allow-Headers"], "x-captcha-token") ||
+		!strings.Contains(hdr["Access-Control-Allow-Headers"], "idempotency-key") {
 		t.Fatalf("preflight: %d %v", st, hdr)
 	}
 	st, hdr, _ = s.Do(t, "OPTIONS", sendPath, "203.0.113.9", "", map[string]string{"origin": "https://evil.example"})
@@ -356,7 +357,7 @@ func TestCORS(t *testing.T) {
 	}
 	// Answers, errors included, carry the header for the allowed origin only.
 	_, hdr, _ = s.Do(t, "POST", sendPath, "203.0.113.9", `{"target":"ANY"}`, map[string]string{"origin": "https://app.example.com"})
-	if hdr["Access-Control-Allow-Origin"] != "https://app.example.com" || hdr["Vary"] != "Origin" || hdr["Access-Control-Expose-Headers"] != "Retry-After" {
+	if hdr["Access-Control-Allow-Origin"] != "https://app.example.com" || hdr["Vary"] != "Origin" || hdr["Access-Control-Expose-Headers"] != "Retry-After, Idempotent-Replayed" {
 		t.Fatalf("answer headers %v", hdr)
 	}
 	_, hdr, _ = s.Do(t, "POST", sendPath, "203.0.113.9", `{"target":"ANY"}`, map[string]string{"origin": "https://evil.example"})

@@ -22,6 +22,10 @@ type logEntry struct {
 	CaptchaGiven   bool
 	OutcomeUnknown bool
 	Err            error
+	// Idempotency is what became of a send's Idempotency-Key: "replayed",
+	// "stored" or "store_failed" (with IdempotencyErr), "" without one.
+	Idempotency    string
+	IdempotencyErr error
 }
 
 // finish writes the request's log line and metrics.
@@ -30,6 +34,10 @@ func (h *Handler) finish(ctx context.Context, r *Request, l *logEntry, start tim
 	outcome := "ok"
 	if kind != "" {
 		outcome = string(kind)
+	}
+	if l.Idempotency == "replayed" {
+		// Not a new refusal or send: the alarms on refusals count neither.
+		outcome = "replayed"
 	}
 	level := slog.LevelInfo
 	// Room for every attribute, so the slice stays on the stack.
@@ -63,6 +71,13 @@ func (h *Handler) finish(ctx context.Context, r *Request, l *logEntry, start tim
 	if l.OutcomeUnknown {
 		level = slog.LevelWarn
 		attrs = append(attrs, slog.Bool("delivery_outcome_unknown", true))
+	}
+	if l.Idempotency != "" {
+		attrs = append(attrs, slog.String("idempotency", l.Idempotency))
+		if l.IdempotencyErr != nil {
+			level = max(level, slog.LevelWarn)
+			attrs = append(attrs, slog.String("idempotency_cause", l.IdempotencyErr.Error()))
+		}
 	}
 	if l.Err != nil {
 		attrs = append(attrs, slog.String("error", string(kind)))

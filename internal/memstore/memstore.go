@@ -26,6 +26,7 @@ type Store struct {
 	users      map[string]bool
 	challenges map[string]*challenge
 	tokens     map[string]*tokenUses // captcha token id -> its spent uses
+	keys       map[string]*idemItem  // idempotency key id -> its claim (idempotency.go)
 	lastSweep  time.Time
 }
 
@@ -64,6 +65,7 @@ func New(limits verification.Limits, users []string) *Store {
 		users:      map[string]bool{},
 		challenges: map[string]*challenge{},
 		tokens:     map[string]*tokenUses{},
+		keys:       map[string]*idemItem{},
 	}
 	for _, u := range users {
 		s.users[u] = true
@@ -89,6 +91,11 @@ func (s *Store) Reserve(_ context.Context, r verification.Reservation) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep(r.Now)
+	// A held key wins over every other answer: it replays or refuses
+	// without touching anything else.
+	if err := s.idempotencyHit(r); err != nil {
+		return err
+	}
 
 	ip := s.ips[r.IP]
 	if ip == nil {
@@ -126,6 +133,7 @@ func (s *Store) Reserve(_ context.Context, r verification.Reservation) error {
 		}
 		tok.n++
 	}
+	s.claimIdempotency(r)
 	t.slots.push(r.Now.UnixMilli())
 	// The new code replaces the old one (attempts and used start afresh).
 	*t = target{
@@ -266,6 +274,7 @@ func (s *Store) sweep(now time.Time) {
 			delete(s.tokens, k)
 		}
 	}
+	s.sweepIdempotency(now)
 }
 
 // ring keeps the times of a key's last n accepted events, like

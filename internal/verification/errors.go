@@ -36,6 +36,10 @@ const (
 	KindSendFailed              Kind = "send_failed"
 	KindServiceUnavailable      Kind = "service_unavailable"
 	KindInternal                Kind = "internal_error"
+
+	// An Idempotency-Key in use (idempotency.go).
+	KindIdempotencyKeyReused     Kind = "idempotency_key_reused"
+	KindIdempotencyKeyInProgress Kind = "idempotency_key_in_progress"
 )
 
 var codes = map[Kind]int{
@@ -62,6 +66,9 @@ var codes = map[Kind]int{
 	KindSendFailed:              5002,
 	KindServiceUnavailable:      5003,
 	KindInternal:                5000,
+
+	KindIdempotencyKeyReused:     4022,
+	KindIdempotencyKeyInProgress: 4091,
 }
 
 // Kinds lists every Kind of the catalogue, for tests that check each one is

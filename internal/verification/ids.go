@@ -16,6 +16,7 @@ import (
 // under its own label so that no two uses can be confused.
 type Keys struct {
 	code, handle, pad, tag *keyedMAC
+	idemKey, idemBody      *keyedMAC // idempotency.go
 }
 
 // NewKeys derives the domain's keys from master (at least 32 bytes).
@@ -28,6 +29,9 @@ func NewKeys(master []byte) (*Keys, error) {
 		handle: newKeyedMAC(Derive(master, "target handle v1")),
 		pad:    newKeyedMAC(Derive(master, "verification id pad v1")),
 		tag:    newKeyedMAC(Derive(master, "verification id tag v1")),
+
+		idemKey:  newKeyedMAC(Derive(master, "idempotency key v1")),
+		idemBody: newKeyedMAC(Derive(master, "idempotency body v1")),
 	}, nil
 }
 

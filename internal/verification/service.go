@@ -25,16 +25,19 @@ type Verified struct {
 // Service sends and verifies codes. All fields are required except Captcha
 // (without it, any x-captcha-token is refused as captcha_invalid).
 type Service struct {
-	Store    Store
-	Users    Users
-	Senders  map[Channel]Sender // a channel without a sender is disabled
-	Captcha  CaptchaTokens
-	Tokens   TokenIssuer
-	Keys     *Keys
-	Phones   *PhoneParser
-	Limits   Limits
-	TokenTTL time.Duration
-	Now      func() time.Time
+	Store   Store
+	Users   Users
+	Senders map[Channel]Sender // a channel without a sender is disabled
+	Captcha CaptchaTokens
+	// Idempotency records the answers of sends with an Idempotency-Key
+	// (required for those).
+	Idempotency IdempotencyStore
+	Tokens      TokenIssuer
+	Keys        *Keys
+	Phones      *PhoneParser
+	Limits      Limits
+	TokenTTL    time.Duration
+	Now         func() time.Time
 }
 
 // SendRequest is a send as the API received it. Nil pointers are absent
@@ -46,6 +49,10 @@ type SendRequest struct {
 	Locale       string
 	CaptchaToken *string // the x-captcha-token header or captcha_token query parameter, nil when absent
 	IP           string  // as the platform observed it, never a client header
+	// IdempotencyKey is the Idempotency-Key header, nil when absent; Body
+	// is the request body's bytes, whose fingerprint goes with the key.
+	IdempotencyKey *string
+	Body           []byte
 }
 
 // SendResult is an accepted send.
@@ -56,12 +63,21 @@ type SendResult struct {
 	// OutcomeUnknown: the provider timed out after the request went out. The
 	// code and cooldown are kept; logs and metrics report it.
 	OutcomeUnknown bool
+	// Replay, when set, is the first answer of an earlier request with the
+	// same Idempotency-Key and body: answer it again, nothing was done.
+	Replay *Answer
+	// Idempotency, when set, is the send's hold on its key: give its answer
+	// to RememberAnswer (also for a refusal, which Send returns with it).
+	Idempotency *IdempotencyTicket
 }
 
 // Send validates a send, reserves it atomically and delivers the code.
 // addr is the normalised recipient whenever the input was valid, so callers
 // can log it (masked) even for refusals.
 func (s *Service) Send(ctx context.Context, req SendRequest) (res SendResult, addr Address, err error) {
+	if req.IdempotencyKey != nil && !validIdempotencyKey(*req.IdempotencyKey) {
+		return res, addr, Errorf(KindInvalidRequest, "Idempotency-Key must be 1 to %d visible ASCII characters", MaxIdempotencyKey)
+	}
 	target, addr, err := s.parseSend(req)
 	if err != nil {
 		return res, addr, err
@@ -109,6 +125,9 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (res SendResult, ad
 		Now:        now,
 		ExpiresAt:  now.Add(s.Limits.CodeTTL),
 	}
+	if r.Idempotency = s.idempotent(req, nonce, now); r.Idempotency != nil && s.Idempotency == nil {
+		return res, addr, errors.New("idempotency: no store")
+	}
 
 	// USER and NOT_USER check the user inside the reservation; ANY only needs
 	// the answer, so it looks the user up concurrently with the reservation.
@@ -135,7 +154,19 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (res SendResult, ad
 		}()
 	}
 	if err := s.Store.Reserve(ctx, r); err != nil {
+		if r.Idempotency == nil {
+			return res, addr, err
+		}
+		// A held key: its answer again, or its refusal. Anything else is
+		// this request's own answer, which is recorded unless it is a 5xx.
+		if res.Replay, err = hit(err, r.Idempotency); res.Replay != nil || KindOf(err).isIdempotency() {
+			return res, addr, err
+		}
+		res.Idempotency = &IdempotencyTicket{send: *r.Idempotency}
 		return res, addr, err
+	}
+	if r.Idempotency != nil {
+		res.Idempotency = &IdempotencyTicket{send: *r.Idempotency, claimed: true}
 	}
 	if lookup != nil || lookupAfter {
 		var l lookupResult
@@ -192,6 +223,10 @@ func (s *Service) release(ctx context.Context, r Reservation) {
 	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	_ = s.Store.Release(ctx, r) // best effort; the code expires on its own
+	if r.Idempotency != nil {
+		// Best effort too: a claim left behind ends with its lease.
+		_ = s.Idempotency.ReleaseKey(ctx, *r.Idempotency)
+	}
 }
 
 func (s *Service) parseSend(req SendRequest) (Target, Address, error) {

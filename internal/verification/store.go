@@ -31,6 +31,9 @@ type Reservation struct {
 	CaptchaExp time.Time // when that token expires (its record may go then)
 	Now        time.Time
 	ExpiresAt  time.Time // code expiry
+	// Idempotency, when the send carries an Idempotency-Key, claims the key
+	// in the same commit; a held key makes Reserve return *IdempotencyHit.
+	Idempotency *IdempotentSend
 }
 
 // Record is what a verified code proves.

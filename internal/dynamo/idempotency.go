@@ -1,0 +1,185 @@
+package dynamo
+
+import (
+	"context"
+	"errors"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/verifykit/verifykit/internal/verification"
+)
+
+// Idempotency keys (verification.IdempotencyStore). A keyed send claims its
+// key with one more Put in its own reservation transaction, so the claim
+// costs no round trip and two concurrent sends with one key cannot both
+// commit; a held key cancels the transaction, and the key's old item, which
+// DynamoDB returns with the cancellation (ALL_OLD), carries the stored answer:
+// a replay is that one round trip. The answer is recorded with one more write.
+//
+//	idem#<id>  fp (body fingerprint), owner (the claiming send's nonce),
+//	           expires_at (ms: the lease while running, the keep time once
+//	           answered), answer_status, answer_body (B), answer_retry
+//	           (once answered), ttl
+//
+// The expressions are written out here with their reasons: each is used in
+// exactly one place and takes no part in the prepared expressions of the
+// rest of the store.
+
+const (
+	prefixIdempotency = "idem#"
+
+	attrFingerprint  = "fp"
+	attrOwner        = "owner"
+	attrAnswerStatus = "answer_status"
+	attrAnswerBody   = "answer_body"
+	attrAnswerRetry  = "answer_retry"
+)
+
+var _ verification.IdempotencyStore = (*Store)(nil)
+
+var (
+	// The key is free when it has no item, or when its item expired (a
+	// claim whose lease ended, an answer past its keep time, or a released
+	// claim): TTL deletes lazily, so the condition checks expiry itself.
+	idemFree      = aws.String("attribute_not_exists(#pk) OR #exp <= :now")
+	idemFreeNames = map[string]string{"#pk": attrPK, "#exp": attrExpiresAt}
+
+	// Only the request that still holds the claim may answer or release it:
+	// after its lease ended another request may own the key.
+	idemOwned = aws.String("#owner = :owner")
+
+	idemAnswer      = aws.String("SET #status = :status, #body = :body, #retry = :retry, #exp = :keep, #ttl = :ttl")
+	idemAnswerNames = map[string]string{
+		"#owner": attrOwner, "#status": attrAnswerStatus, "#body": attrAnswerBody,
+		"#retry": attrAnswerRetry, "#exp": attrExpiresAt, "#ttl": attrTTL,
+	}
+
+	// A released claim expires at once (zero, not now, so that an instance
+	// whose clock runs behind sees it free too).
+	idemRelease      = aws.String("SET #exp = :zero")
+	idemReleaseNames = map[string]string{"#owner": attrOwner, "#exp": attrExpiresAt}
+)
+
+// appendIdempotency adds the claim of r's key, if it has one, as the last
+// item of its reservation transaction.
+func (s *Store) appendIdempotency(items []types.TransactWriteItem, r verification.Reservation) []types.TransactWriteItem {
+	c := r.Idempotency
+	if c == nil {
+		return items
+	}
+	return append(items, types.TransactWriteItem{Put: &types.Put{
+		TableName: s.table,
+		Item: map[string]types.AttributeValue{
+			attrPK:          str(prefixIdempotency + c.ID),
+			attrFingerprint: str(c.Fingerprint),
+			attrOwner:       str(c.Owner),
+			attrExpiresAt:   num(c.LeaseUntil.UnixMilli()),
+			attrTTL:         num(ttlOf(c.LeaseUntil)),
+		},
+		ConditionExpression:                 idemFree,
+		ExpressionAttributeNames:            idemFreeNames,
+		ExpressionAttributeValues:           map[string]types.AttributeValue{":now": num(r.Now.UnixMilli())},
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}})
+}
+
+// idempotencyHit reads a cancelled reservation: when r's key claim (the last
+// item) failed, the key is held, and that decides the answer whatever else
+// failed. It returns nil when the key was free.
+func idempotencyHit(r verification.Reservation, reasons []types.CancellationReason) error {
+	if r.Idempotency == nil || len(reasons) == 0 || !failed(reasons[len(reasons)-1]) {
+		return nil
+	}
+	return hitOf(reasons[len(reasons)-1].Item)
+}
+
+// hitOf is the state of a held key from its item.
+func hitOf(item map[string]types.AttributeValue) *verification.IdempotencyHit {
+	h := &verification.IdempotencyHit{}
+	if v, ok := item[attrFingerprint].(*types.AttributeValueMemberS); ok {
+		h.Fingerprint = v.Value
+	}
+	if _, answered := item[attrAnswerStatus]; answered {
+		a := &verification.Answer{Status: int(numOf(item, attrAnswerStatus)), RetryAfter: int(numOf(item, attrAnswerRetry))}
+		if v, ok := item[attrAnswerBody].(*types.AttributeValueMemberB); ok {
+			a.Body = v.Value
+		}
+		h.Answer = a
+	}
+	return h
+}
+
+// RememberAnswer records a keyed send's answer with one write: an update of
+// its own claim, or, for a refused send (whose transaction wrote nothing),
+// a Put on the key if it is still free.
+func (s *Store) RememberAnswer(ctx context.Context, rec verification.IdempotencyRecord) error {
+	values := map[string]types.AttributeValue{
+		":status": num(int64(rec.Answer.Status)),
+		":body":   &types.AttributeValueMemberB{Value: rec.Answer.Body},
+		":retry":  num(int64(rec.Answer.RetryAfter)),
+		":keep":   num(rec.KeepUntil.UnixMilli()),
+		":ttl":    num(ttlOf(rec.KeepUntil)),
+	}
+	var err error
+	if rec.Claimed {
+		values[":owner"] = str(rec.Owner)
+		err = retryConflicts(ctx, func() error {
+			_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+				TableName:                 s.table,
+				Key:                       key(prefixIdempotency + rec.ID),
+				UpdateExpression:          idemAnswer,
+				ConditionExpression:       idemOwned,
+				ExpressionAttributeNames:  idemAnswerNames,
+				ExpressionAttributeValues: values,
+			})
+			return err
+		})
+	} else {
+		err = retryConflicts(ctx, func() error {
+			_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
+				TableName: s.table,
+				Item: map[string]types.AttributeValue{
+					attrPK:           str(prefixIdempotency + rec.ID),
+					attrFingerprint:  str(rec.Fingerprint),
+					attrOwner:        str(rec.Owner),
+					attrExpiresAt:    values[":keep"],
+					attrTTL:          values[":ttl"],
+					attrAnswerStatus: values[":status"],
+					attrAnswerBody:   values[":body"],
+					attrAnswerRetry:  values[":retry"],
+				},
+				ConditionExpression:       idemFree,
+				ExpressionAttributeNames:  idemFreeNames,
+				ExpressionAttributeValues: map[string]types.AttributeValue{":now": num(rec.Now.UnixMilli())},
+			})
+			return err
+		})
+	}
+	var ccf *types.ConditionalCheckFailedException
+	if err == nil || errors.As(err, &ccf) {
+		return nil // held by another request meanwhile: its answer stands
+	}
+	return storeError("idempotency: remember", err)
+}
+
+// ReleaseKey frees the key of a failed send that still holds it.
+func (s *Store) ReleaseKey(ctx context.Context, c verification.IdempotentSend) error {
+	err := retryConflicts(ctx, func() error {
+		_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName:                 s.table,
+			Key:                       key(prefixIdempotency + c.ID),
+			UpdateExpression:          idemRelease,
+			ConditionExpression:       idemOwned,
+			ExpressionAttributeNames:  idemReleaseNames,
+			ExpressionAttributeValues: map[string]types.AttributeValue{":owner": str(c.Owner), ":zero": num(0)},
+		})
+		return err
+	})
+	var ccf *types.ConditionalCheckFailedException
+	if err == nil || errors.As(err, &ccf) {
+		return nil
+	}
+	return storeError("idempotency: release", err)
+}
