@@ -56,6 +56,14 @@ func benchSendFor(t *testing.T, a *app.App, email, target, ip string) (id, code 
 	return "", ""
 }
 
+// benchServeKeyed is benchServe with an Idempotency-Key.
+func benchServeKeyed(ctx context.Context, a *app.App, ip, key, body string) httpapi.Response {
+	return a.Handler.Serve(ctx, &httpapi.Request{
+		Method: "POST", Path: sendRoute, Header: map[string]string{"content-type": "application/json", "idempotency-key": key},
+		Body: []byte(body), SourceIP: ip, RequestID: "bench",
+	})
+}
+
 func benchVerifyBody(id, code string) string {
 	return fmt.Sprintf(`{"verification_id":%q,"verification_code":%q}`, id, code)
 }
@@ -96,6 +104,24 @@ func TestRoundTrips(t *testing.T) {
 		{"send USER in cooldown (refused)", func() httpapi.Response {
 			return benchServe(ctx, a, sendRoute, "192.0.2.5", `{"target":"USER","email":"existing@example.com"}`)
 		}, counts{"TransactWriteItems": 1}},
+		// An Idempotency-Key's claim rides in the send's transaction: a first
+		// use costs one write more (the answer), a replay one round trip (the
+		// cancelled transaction returns the stored answer).
+		{"send NOT_USER with Idempotency-Key (first use)", func() httpapi.Response {
+			return benchServeKeyed(ctx, a, "192.0.2.7", "rt-1", `{"target":"NOT_USER","email":"rt-idem@example.com"}`)
+		}, counts{"TransactWriteItems": 1, "UpdateItem": 1}},
+		{"the same send again (replay)", func() httpapi.Response {
+			return benchServeKeyed(ctx, a, "192.0.2.7", "rt-1", `{"target":"NOT_USER","email":"rt-idem@example.com"}`)
+		}, counts{"TransactWriteItems": 1}},
+		{"send NOT_USER in cooldown with a new key (refused; kept)", func() httpapi.Response {
+			return benchServeKeyed(ctx, a, "192.0.2.7", "rt-2", `{"target":"NOT_USER","email":"rt-idem@example.com"}`)
+		}, counts{"TransactWriteItems": 1, "PutItem": 1}},
+		{"that refusal again (replay)", func() httpapi.Response {
+			return benchServeKeyed(ctx, a, "192.0.2.7", "rt-2", `{"target":"NOT_USER","email":"rt-idem@example.com"}`)
+		}, counts{"TransactWriteItems": 1}},
+		{"send ANY with Idempotency-Key (first use)", func() httpapi.Response {
+			return benchServeKeyed(ctx, a, "192.0.2.8", "rt-3", `{"target":"ANY","email":"rt-idem-any@example.com"}`)
+		}, counts{"GetItem": 1, "TransactWriteItems": 1, "UpdateItem": 1}},
 		{"verify right code", func() httpapi.Response {
 			return benchServe(ctx, a, verifyRoute, "192.0.2.6", benchVerifyBody(rightID, rightCode))
 		}, counts{"GetItem": 1, "TransactWriteItems": 1}},

@@ -26,6 +26,7 @@ var errorStatus = map[string]int{
 	"user_already_exists": 409, "channel_disabled": 403, "payload_too_large": 413,
 	"captcha_required": 428, "rate_limit_exceeded": 429, "too_many_attempts": 429, "origin_not_allowed": 403, "not_found": 404,
 	"method_not_allowed": 405, "send_failed": 502, "service_unavailable": 503, "internal_error": 500,
+	"idempotency_key_reused": 422, "idempotency_key_in_progress": 409,
 }
 
 // expectation is one row of the table in events/README.md.
