@@ -40,6 +40,11 @@ func runIdempotencyHTTP(t *testing.T, s *apptest.Service) {
 	if n := len(s.Outbox.Messages()); n != 1 {
 		t.Fatalf("%d messages sent, want 1", n)
 	}
+	// The log line says so, and the metrics count it as neither a send nor
+	// a refusal.
+	if !strings.Contains(s.Stdout.String(), `"outcome":"replayed"`) || !strings.Contains(s.Stdout.String(), `"idempotency":"stored"`) {
+		t.Errorf("log lines lack the replay and the stored answer:\n%s", s.Stdout.String())
+	}
 
 	// The same bytes are the same body: other bytes are another body.
 	other := keyedDo(s, ip, "key-1", strings.Replace(body, ",", ", ", 1))

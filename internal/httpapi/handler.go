@@ -182,7 +182,7 @@ func (h *Handler) send(ctx context.Context, r *Request, l *logEntry) Response {
 	l.Channel, l.Target = string(addr.Channel), logging.Mask(addr)
 	l.CaptchaGiven = req.CaptchaToken != nil
 	if res.Replay != nil {
-		l.Idempotency = "replayed"
+		l.Idempotency = logging.OutcomeReplayed
 		return replayResponse(res.Replay)
 	}
 	var resp Response

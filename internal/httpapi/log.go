@@ -35,9 +35,9 @@ func (h *Handler) finish(ctx context.Context, r *Request, l *logEntry, start tim
 	if kind != "" {
 		outcome = string(kind)
 	}
-	if l.Idempotency == "replayed" {
+	if l.Idempotency == logging.OutcomeReplayed {
 		// Not a new refusal or send: the alarms on refusals count neither.
-		outcome = "replayed"
+		outcome = logging.OutcomeReplayed
 	}
 	level := slog.LevelInfo
 	// Room for every attribute, so the slice stays on the stack.

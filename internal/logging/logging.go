@@ -109,16 +109,25 @@ const (
 	MetricVerifySucceeded  = "VerifySucceeded"
 	MetricVerifyFailed     = "VerifyFailed"
 	MetricStoreUnavailable = "StoreUnavailable"
+	MetricSendsReplayed    = "SendsReplayed"
 )
+
+// OutcomeReplayed is the outcome of a send answered from its Idempotency-Key.
+const OutcomeReplayed = "replayed"
 
 // Request writes the metrics line of one request, if it counts anything.
 func (m *Metrics) Request(r RequestMetrics) {
 	counts := map[string]int{}
 	switch r.Route {
 	case "/auth/v1/verification":
-		if r.Outcome == "ok" {
+		switch r.Outcome {
+		case "ok":
 			counts[MetricSendsAccepted] = 1
-		} else {
+		case OutcomeReplayed:
+			// An earlier answer given again (Idempotency-Key): neither a new
+			// send nor a new refusal, so the refusal alarm ignores it.
+			counts[MetricSendsReplayed] = 1
+		default:
 			counts[MetricSendsRefused] = 1
 		}
 		switch r.Outcome {

@@ -87,6 +87,7 @@ func TestMetricsLines(t *testing.T) {
 		{RequestMetrics{Route: "/auth/v1/verification", Outcome: "send_failed"}, map[string]float64{MetricSendsRefused: 1, MetricProviderFailures: 1}},
 		{RequestMetrics{Route: "/auth/v1/verification", Outcome: "captcha_required"}, map[string]float64{MetricSendsRefused: 1, MetricCaptchaRequired: 1}},
 		{RequestMetrics{Route: "/auth/v1/verification", Outcome: "service_unavailable"}, map[string]float64{MetricSendsRefused: 1, MetricStoreUnavailable: 1}},
+		{RequestMetrics{Route: "/auth/v1/verification", Outcome: OutcomeReplayed}, map[string]float64{MetricSendsReplayed: 1}},
 		{RequestMetrics{Route: "/auth/v1/verification/verify", Outcome: "ok"}, map[string]float64{MetricVerifySucceeded: 1}},
 		{RequestMetrics{Route: "/auth/v1/verification/verify", Outcome: "invalid_verification_code"}, map[string]float64{MetricVerifyFailed: 1}},
 		{RequestMetrics{Route: "/auth/v1/.well-known/jwks.json", Outcome: "ok"}, nil},
