@@ -25,19 +25,20 @@ type Verified struct {
 // Service sends and verifies codes. All fields are required except Captcha
 // (without it, any x-captcha-token is refused as captcha_invalid).
 type Service struct {
-	Store   Store
-	Users   Users
-	Senders map[Channel]Sender // a channel without a sender is disabled
-	Captcha CaptchaTokens
+	Store    Store
+	Users    Users
+	Senders  map[Channel]Sender // a channel without a sender is disabled
+	Captcha  CaptchaTokens
+	Tokens   TokenIssuer
+	Keys     *Keys
+	Phones   *PhoneParser
+	Limits   Limits
+	TokenTTL time.Duration
+	Now      func() time.Time
+
 	// Idempotency records the answers of sends with an Idempotency-Key
 	// (required for those).
 	Idempotency IdempotencyStore
-	Tokens      TokenIssuer
-	Keys        *Keys
-	Phones      *PhoneParser
-	Limits      Limits
-	TokenTTL    time.Duration
-	Now         func() time.Time
 }
 
 // SendRequest is a send as the API received it. Nil pointers are absent
