@@ -14,26 +14,34 @@ import (
 	"github.com/verifykit/verifykit/internal/app"
 	"github.com/verifykit/verifykit/internal/apptest"
 	"github.com/verifykit/verifykit/internal/httpapi"
+	"github.com/verifykit/verifykit/internal/openapitest"
 )
 
-// keyedDo serves one send with an Idempotency-Key and returns the raw answer.
-func keyedDo(s *apptest.Service, ip, key, body string) httpapi.Response {
+// keyedDo serves one send with an Idempotency-Key and returns the raw answer
+// (replays are compared byte for byte), checked against api/openapi.yaml.
+func keyedDo(t *testing.T, s *apptest.Service, ip, key, body string) httpapi.Response {
+	t.Helper()
 	h := map[string]string{"content-type": "application/json"}
 	if key != "" {
 		h["idempotency-key"] = key
 	}
-	return s.Handler.Serve(context.Background(), &httpapi.Request{Method: "POST", Path: sendPath, Header: h, Body: []byte(body), SourceIP: ip, RequestID: "test"})
+	r := s.Handler.Serve(context.Background(), &httpapi.Request{Method: "POST", Path: sendPath, Header: h, Body: []byte(body), SourceIP: ip, RequestID: "test"})
+	openapitest.Require(t, openapitest.Exchange{
+		Method: "POST", Target: sendPath, RequestHeader: h, RequestBody: []byte(body),
+		Status: r.Status, ResponseHeader: r.Header, ResponseBody: r.Body,
+	})
+	return r
 }
 
 // runIdempotencyHTTP is the whole Idempotency-Key behaviour through the
 // handler, on either store.
 func runIdempotencyHTTP(t *testing.T, s *apptest.Service) {
 	const ip, body = "198.51.100.7", `{"target":"ANY","phone_number":"+86 13800138000"}`
-	first := keyedDo(s, ip, "key-1", body)
+	first := keyedDo(t, s, ip, "key-1", body)
 	if first.Status != 200 || first.Header["Idempotent-Replayed"] != "" {
 		t.Fatalf("first: %d %v %s", first.Status, first.Header, first.Body)
 	}
-	again := keyedDo(s, ip, "key-1", body)
+	again := keyedDo(t, s, ip, "key-1", body)
 	if again.Status != 200 || string(again.Body) != string(first.Body) || again.Header["Idempotent-Replayed"] != "true" {
 		t.Fatalf("retry: %d %v %s; want the first answer %s, replayed", again.Status, again.Header, again.Body, first.Body)
 	}
@@ -47,12 +55,12 @@ func runIdempotencyHTTP(t *testing.T, s *apptest.Service) {
 	}
 
 	// The same bytes are the same body: other bytes are another body.
-	other := keyedDo(s, ip, "key-1", strings.Replace(body, ",", ", ", 1))
+	other := keyedDo(t, s, ip, "key-1", strings.Replace(body, ",", ", ", 1))
 	if other.Status != 422 || !strings.Contains(string(other.Body), `"error":"idempotency_key_reused","error_code":4022`) {
 		t.Fatalf("another body: %d %s", other.Status, other.Body)
 	}
 	for _, bad := range []string{strings.Repeat("k", 256), "a key", "ключ"} {
-		if r := keyedDo(s, ip, bad, body); r.Status != 400 || !strings.Contains(string(r.Body), `"invalid_request"`) {
+		if r := keyedDo(t, s, ip, bad, body); r.Status != 400 || !strings.Contains(string(r.Body), `"invalid_request"`) {
 			t.Errorf("key %q: %d %s, want invalid_request", bad, r.Status, r.Body)
 		}
 	}
@@ -65,16 +73,16 @@ func runIdempotencyHTTP(t *testing.T, s *apptest.Service) {
 	// A refusal is kept and replayed with its Retry-After, even after the
 	// cooldown ended (a request without a key shows that it did).
 	s.Clock.Advance(10 * time.Second)
-	refused := keyedDo(s, ip, "key-2", body)
+	refused := keyedDo(t, s, ip, "key-2", body)
 	if refused.Status != 429 || refused.Header["Retry-After"] != "50" {
 		t.Fatalf("in cooldown: %d %v %s", refused.Status, refused.Header, refused.Body)
 	}
 	s.Clock.Advance(2 * time.Minute)
-	replayed := keyedDo(s, ip, "key-2", body)
+	replayed := keyedDo(t, s, ip, "key-2", body)
 	if replayed.Status != 429 || replayed.Header["Retry-After"] != "50" || string(replayed.Body) != string(refused.Body) || replayed.Header["Idempotent-Replayed"] != "true" {
 		t.Fatalf("refusal replay: %d %v %s; want %s again", replayed.Status, replayed.Header, replayed.Body, refused.Body)
 	}
-	if fresh := keyedDo(s, ip, "", body); fresh.Status != 200 {
+	if fresh := keyedDo(t, s, ip, "", body); fresh.Status != 200 {
 		t.Fatalf("without a key after the cooldown: %d %s", fresh.Status, fresh.Body)
 	}
 	if n := len(s.Outbox.Messages()); n != 2 {
@@ -83,7 +91,7 @@ func runIdempotencyHTTP(t *testing.T, s *apptest.Service) {
 
 	// The key belongs to the client that sent it: from another IP it is a
 	// different key (this one meets the cooldown of the send just made).
-	if r := keyedDo(s, "198.51.100.8", "key-1", body); r.Status != 429 || r.Header["Idempotent-Replayed"] != "" {
+	if r := keyedDo(t, s, "198.51.100.8", "key-1", body); r.Status != 429 || r.Header["Idempotent-Replayed"] != "" {
 		t.Fatalf("key-1 from another IP: %d %v %s", r.Status, r.Header, r.Body)
 	}
 }
@@ -108,7 +116,7 @@ func TestConcurrentSendsWithOneKey(t *testing.T) {
 	var mu sync.Mutex
 	answers := map[string]int{}
 	concurrently(t, n, func(int) (int, map[string]any) {
-		r := keyedDo(s, "198.51.100.9", "retry-storm", body)
+		r := keyedDo(t, s, "198.51.100.9", "retry-storm", body)
 		mu.Lock()
 		defer mu.Unlock()
 		answers[fmt.Sprintf("%d %s retry-after=%s", r.Status, r.Body, r.Header["Retry-After"])]++
@@ -142,7 +150,7 @@ func TestConcurrentSendsWithOneKey(t *testing.T) {
 		t.Fatalf("answers %v: want the send's 200 (and 409s while it ran)", answers)
 	}
 	// Once it finished, the key replays that answer.
-	if r := keyedDo(s, "198.51.100.9", "retry-storm", body); r.Status != 200 || r.Header["Idempotent-Replayed"] != "true" || !strings.Contains(sent, string(r.Body)) {
+	if r := keyedDo(t, s, "198.51.100.9", "retry-storm", body); r.Status != 200 || r.Header["Idempotent-Replayed"] != "true" || !strings.Contains(sent, string(r.Body)) {
 		t.Fatalf("after the storm: %d %v %s, want %s", r.Status, r.Header, r.Body, sent)
 	}
 }
