@@ -146,9 +146,16 @@ func (s *Store) Consume(ctx context.Context, a verification.Attempt) (verificati
 			count = &s.countRight
 		}
 		v[pSeen] = num(c.Attempts)
-		reasons, err := s.transact(ctx, "consume",
-			s.budgetItem(prefixVerifyIP+a.IP, &s.verifyIP, &v),
-			s.updateItem(k, count, &v))
+		items := []txItem{s.budgetItem(prefixVerifyIP+a.IP, &s.verifyIP, &v), s.updateItem(k, count, &v)}
+		if right {
+			// A right SMS code counts as verified for its prefix in the
+			// same write (pumping.go); it has no condition, so it never
+			// names a refusal.
+			if it, ok := s.verifiedItem(c.Identity, c.Channel, a.Now); ok {
+				items = append(items, it)
+			}
+		}
+		reasons, err := s.transact(ctx, "consume", items...)
 		switch {
 		case err != nil && conflicted(err):
 			// Concurrent guesses kept colliding with this one's
@@ -209,6 +216,7 @@ type txItem struct {
 	e    *prepared
 	args *args
 	put  map[string]types.AttributeValue // a Put of this item instead of an Update
+	raw  *types.Update                   // an Update written out already (the SMS pumping counters)
 }
 
 func (s *Store) updateItem(k map[string]types.AttributeValue, e *prepared, a *args) txItem {
@@ -222,6 +230,10 @@ func (s *Store) updateItem(k map[string]types.AttributeValue, e *prepared, a *ar
 func (s *Store) transact(ctx context.Context, op string, items ...txItem) ([]types.CancellationReason, error) {
 	in := &dynamodb.TransactWriteItemsInput{TransactItems: make([]types.TransactWriteItem, len(items))}
 	for i, it := range items {
+		if it.raw != nil {
+			in.TransactItems[i] = types.TransactWriteItem{Update: it.raw}
+			continue
+		}
 		values, err := it.e.bind(it.args)
 		if err != nil {
 			return nil, err

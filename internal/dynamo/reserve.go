@@ -20,8 +20,9 @@ const tokenGrace = 5 * time.Minute
 // reserve is one send's transaction and where its items sit in it.
 type reserve struct {
 	in      *dynamodb.TransactWriteItemsInput
-	tokenAt int  // index of the captcha token's Put, -1 without one
-	userAt  int  // index of the users-table ConditionCheck, -1 for ANY
+	tokenAt int // index of the captcha token's Put, -1 without one
+	userAt  int // index of the users-table ConditionCheck, -1 for ANY
+	pump    pumpAt
 	args    args // the request's values, for the IP spend of refuse
 }
 
@@ -239,6 +240,7 @@ func (s *Store) reserveTx(r verification.Reservation) (reserve, error) {
 			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 		}})
 	}
+	items, tx.pump = s.appendPumping(items, r)
 	items = s.appendIdempotency(items, r) // last: idempotency.go
 	tx.in = &dynamodb.TransactWriteItemsInput{TransactItems: items}
 	return tx, nil
@@ -249,6 +251,10 @@ func (s *Store) reserveTx(r verification.Reservation) (reserve, error) {
 // reading it as "no events" is equivalent, because its condition says
 // exactly what Judge would check on it.
 func (s *Store) refuse(ctx context.Context, r verification.Reservation, tx reserve, reasons []types.CancellationReason) error {
+	// The pumping refusals come before every other limit, and spend nothing.
+	if err := s.pumpingRefusal(r, tx.pump, reasons); err != nil {
+		return err
+	}
 	ip := slotsOf(reasons[ipAt].Item, ipSlot, s.limits.IPCap)
 	tgt := slotsOf(reasons[targetAt].Item, targetSlot, s.limits.TargetCap)
 	captchaGiven := r.CaptchaID != ""

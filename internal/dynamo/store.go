@@ -23,6 +23,8 @@
 //	cip#<addr>    h0..h{C-1}: the last C captcha images (C = Limits.CaptchaIPCap)
 //	cap#<id>      an image captcha: answer_hash, attempts, expires_at, used_at
 //	ctok#<id>     a captcha token's spent uses: uses
+//	pfx#<prefix>  SMS pumping breaker counters, smsb#<n> SMS budget shards
+//	              (pumping.go)
 //
 // "ttl" is Unix seconds, set to when the item stops mattering.
 package dynamo
@@ -103,6 +105,8 @@ type Store struct {
 	verifyIP, captchaIP        prepared // the verify and captcha image budgets
 	countWrong, countRight     prepared // a verify's count, with the consume for a right code
 	countSolve, solve          prepared // a captcha answer's count, then the consume of a right one
+
+	pump *pumpingExpr // nil: no SMS pumping defences (SetPumping)
 }
 
 var (

@@ -54,7 +54,7 @@ func TestContract(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return storetest.Stores{Codes: s, Users: s, Captcha: s}
+		return storetest.Stores{Codes: s, Users: s, Captcha: s, SetPumping: s.SetPumping}
 	})
 }
 

@@ -29,6 +29,7 @@ var statuses = map[verification.Kind]int{
 	verification.KindRateLimitExceeded:       http.StatusTooManyRequests,
 	verification.KindTooManyAttempts:         http.StatusTooManyRequests,
 	verification.KindOriginNotAllowed:        http.StatusForbidden,
+	verification.KindDestinationBlocked:      http.StatusForbidden,
 	verification.KindNotFound:                http.StatusNotFound,
 	verification.KindMethodNotAllowed:        http.StatusMethodNotAllowed,
 	verification.KindSendFailed:              http.StatusBadGateway,

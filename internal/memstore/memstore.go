@@ -27,6 +27,7 @@ type Store struct {
 	challenges map[string]*challenge
 	tokens     map[string]*tokenUses // captcha token id -> its spent uses
 	keys       map[string]*idemItem  // idempotency key id -> its claim (idempotency.go)
+	pump       pumping
 	lastSweep  time.Time
 }
 
@@ -113,6 +114,10 @@ func (s *Store) Reserve(_ context.Context, r verification.Reservation) error {
 	case r.Require == verification.RequireNoUser && exists:
 		userRefusal = verification.ErrUserExists
 	}
+	// The pumping refusals come before every other limit, and spend nothing.
+	if err := s.pump.judge(r).Refusal(r.CaptchaID != ""); err != nil {
+		return err
+	}
 	tok := s.tokens[r.CaptchaID]
 	captchaUsed := tok != nil && tok.n >= s.limits.CaptchaTokenUses
 	j := s.limits.Judge(ip, &t.slots, r.Now)
@@ -126,6 +131,7 @@ func (s *Store) Reserve(_ context.Context, r verification.Reservation) error {
 
 	ip.push(r.Now.UnixMilli())
 	s.ips[r.IP] = ip
+	s.pump.send(r)
 	if r.CaptchaID != "" {
 		if tok == nil {
 			tok = &tokenUses{exp: r.CaptchaExp}
@@ -180,6 +186,7 @@ func (s *Store) Consume(_ context.Context, a verification.Attempt) (verification
 	t.attempts++
 	if subtle.ConstantTimeCompare([]byte(t.codeHash), []byte(a.CodeHash)) == 1 {
 		t.used = true
+		s.pump.verified(t.rec, a.Now)
 		return t.rec, nil
 	}
 	if left := a.MaxAttempts - t.attempts; left > 0 {
@@ -250,6 +257,7 @@ func (s *Store) sweep(now time.Time) {
 		return
 	}
 	s.lastSweep = now
+	s.pump.sweep(now)
 	dayCut := now.Add(-s.limits.TargetWindow).UnixMilli()
 	ipCut := now.Add(-s.limits.IPWindow).UnixMilli()
 	for k, t := range s.targets {

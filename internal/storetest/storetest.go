@@ -29,6 +29,9 @@ type Stores struct {
 	Codes   verification.Store
 	Users   verification.Users
 	Captcha captcha.Store
+	// SetPumping turns on the store's SMS pumping defences (the Pumping
+	// cases call it once, before the first send).
+	SetPumping func(verification.Pumping) error
 }
 
 // NewFunc returns a fresh, empty store enforcing limits, in which exactly the
@@ -114,6 +117,7 @@ func Run(t *testing.T, newStore NewFunc) {
 	t.Run("Concurrent", func(t *testing.T) { t.Parallel(); runConcurrent(t, newStore) })
 	t.Run("CountFirst", func(t *testing.T) { t.Parallel(); runCountFirst(t, newStore) })
 	t.Run("Budgets", func(t *testing.T) { t.Parallel(); runBudgets(t, newStore) })
+	t.Run("Pumping", func(t *testing.T) { t.Parallel(); runPumping(t, newStore) })
 }
 
 // Outcome is the short form of a store's answer that the cases compare:

@@ -29,6 +29,7 @@ const (
 	KindPayloadTooLarge         Kind = "payload_too_large"
 	KindCaptchaRequired         Kind = "captcha_required"
 	KindRateLimitExceeded       Kind = "rate_limit_exceeded"
+	KindDestinationBlocked      Kind = "destination_blocked"
 	KindTooManyAttempts         Kind = "too_many_attempts"
 	KindOriginNotAllowed        Kind = "origin_not_allowed"
 	KindNotFound                Kind = "not_found"
@@ -59,6 +60,7 @@ var codes = map[Kind]int{
 	KindPayloadTooLarge:         4013,
 	KindCaptchaRequired:         4028,
 	KindRateLimitExceeded:       4029,
+	KindDestinationBlocked:      4031,
 	KindTooManyAttempts:         4029,
 	KindOriginNotAllowed:        4030,
 	KindNotFound:                4040,
@@ -100,7 +102,10 @@ type Error struct {
 	RetryAfter int
 	// AttemptsRemaining is set on invalid_verification_code.
 	AttemptsRemaining *int
-	Err               error
+	// LogReason says which rule refused, for the log line only (several
+	// rules share a kind: sms_budget_exhausted is a rate_limit_exceeded).
+	LogReason string
+	Err       error
 }
 
 func (e *Error) Error() string {
@@ -158,6 +163,9 @@ var (
 	ErrCaptchaInvalid = &Error{Kind: KindCaptchaInvalid, Description: "Captcha token is invalid, expired or already used; please solve a new captcha"}
 	// ErrTooManyAttempts: the wrong code that used up the last attempt.
 	ErrTooManyAttempts = &Error{Kind: KindTooManyAttempts, Description: "Too many wrong verification codes; this code is no longer valid, please request a new one"}
+	// ErrDestinationBlocked: the number's prefix is blocked by the pumping
+	// breaker or by the operator.
+	ErrDestinationBlocked = &Error{Kind: KindDestinationBlocked, Description: "SMS to this number range is temporarily unavailable"}
 	// ErrChannelDisabled: the channel is switched off or has no sender.
 	ErrChannelDisabled = &Error{Kind: KindChannelDisabled, Description: "This sign-in channel is not enabled"}
 )

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 )
 
@@ -39,6 +40,12 @@ type Service struct {
 	// Idempotency records the answers of sends with an Idempotency-Key
 	// (required for those).
 	Idempotency IdempotencyStore
+	// Pumping are the SMS pumping defences (zero: all off); Breaker, if
+	// set, hears of breaker transitions.
+	Pumping Pumping
+	Breaker BreakerObserver
+
+	watch breakerWatch
 }
 
 // SendRequest is a send as the API received it. Nil pointers are absent
@@ -104,6 +111,11 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (res SendResult, ad
 			return res, addr, err
 		}
 	}
+	// The operator's block list comes after the input, channel and
+	// captcha-token checks and before every limit, and spends nothing.
+	if addr.Channel == SMS && s.Pumping.Blocked(addr.Identity) {
+		return res, addr, errPrefixListed
+	}
 
 	code, err := NewCode()
 	if err != nil {
@@ -128,6 +140,14 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (res SendResult, ad
 	}
 	if r.Idempotency = s.idempotent(req, nonce, now); r.Idempotency != nil && s.Idempotency == nil {
 		return res, addr, errors.New("idempotency: no store")
+	}
+	if addr.Channel == SMS {
+		r.Prefix = s.Pumping.Counted(addr.Identity)
+		if n := s.Pumping.Shards(); n > 0 {
+			// A random shard spreads the sends evenly over the budget's
+			// items; it decides load, not security.
+			r.CountBudget, r.BudgetShard = true, rand.IntN(n)
+		}
 	}
 
 	// USER and NOT_USER check the user inside the reservation; ANY only needs
@@ -155,6 +175,9 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (res SendResult, ad
 		}()
 	}
 	if err := s.Store.Reserve(ctx, r); err != nil {
+		if pr, ok := errors.AsType[*PrefixRefusal](err); ok {
+			s.noteTransition(s.watch.refused(pr))
+		}
 		if r.Idempotency == nil {
 			return res, addr, err
 		}
@@ -168,6 +191,9 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (res SendResult, ad
 	}
 	if r.Idempotency != nil {
 		res.Idempotency = &IdempotencyTicket{send: *r.Idempotency, claimed: true}
+	}
+	if r.Prefix != "" {
+		s.noteTransition(s.watch.accepted(r.Prefix, r.CaptchaID != ""))
 	}
 	if lookup != nil || lookupAfter {
 		var l lookupResult
@@ -200,6 +226,12 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (res SendResult, ad
 	}
 	res.ExpiresIn = int(s.Limits.CodeTTL / time.Second)
 	return res, addr, nil
+}
+
+func (s *Service) noteTransition(t BreakerTransition, changed bool) {
+	if changed && s.Breaker != nil {
+		s.Breaker.Transition(t)
+	}
 }
 
 type lookupResult struct {

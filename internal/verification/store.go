@@ -34,6 +34,13 @@ type Reservation struct {
 	// Idempotency, when the send carries an Idempotency-Key, claims the key
 	// in the same commit; a held key makes Reserve return *IdempotencyHit.
 	Idempotency *IdempotentSend
+
+	// SMS pumping (Pumping): the breaker prefix the send counts in, "" for
+	// none; and, when CountBudget, the shard of the global SMS budget it
+	// spends (0 ≤ BudgetShard < Pumping.Shards()).
+	Prefix      string
+	CountBudget bool
+	BudgetShard int
 }
 
 // Record is what a verified code proves.
@@ -60,7 +67,9 @@ type Store interface {
 	// Reserve commits r, or returns the refusal SPEC §3.4a names: a
 	// *Error of rate_limit_exceeded, captcha_invalid, captcha_required,
 	// user_not_found or user_already_exists (the last two after spending the
-	// IP's budget), or an error wrapping ErrUnavailable.
+	// IP's budget), or an error wrapping ErrUnavailable. The pumping
+	// refusals (PumpingJudgement.Refusal) come before all of them; a
+	// breaker refusal is a *PrefixRefusal.
 	Reserve(ctx context.Context, r Reservation) error
 	// Release undoes a reservation whose message could not be sent: the code
 	// is removed and the target's cooldown and cap slot given back, unless a
@@ -75,6 +84,8 @@ type Store interface {
 	// with attempts remaining, or too_many_attempts for the last one. A live
 	// code's guess also spends the IP key's verify budget, in the same write;
 	// past it the answer is rate_limit_exceeded and nothing is counted.
+	// A right SMS code counts as verified for its breaker prefix
+	// (Pumping.Counted).
 	Consume(ctx context.Context, a Attempt) (Record, error)
 }
 

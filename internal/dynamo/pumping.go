@@ -1,0 +1,254 @@
+package dynamo
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/verifykit/verifykit/internal/verification"
+)
+
+// The SMS pumping defences (verification.Pumping) keep two kinds of items,
+// both written inside the send's one TransactWriteItems, so they cost no
+// extra round trip and every instance sees the same counts:
+//
+//	pfx#<prefix>  the breaker's counters of one number prefix: for each
+//	              bucket c of the next BreakerBuckets buckets, u<c>
+//	              (unverified sends) and x<c> (unverified minus 4 x verified)
+//	              of the window that bucket reads (the last 50 to 60 minutes).
+//	smsb#<shard>  one shard of the global SMS budget: b0..b{N-1}, the times of
+//	              its last accepted sends, a rolling window like ip#.
+//
+// A DynamoDB condition compares an attribute with a constant but cannot add
+// or multiply, so every number a condition needs is kept ready: a send adds 1
+// to u and x of the windows it falls in, a verified code adds -1 and -5, and
+// "unverified ≥ limit and unverified > 4 x verified" reads u<b> ≥ limit and
+// x<b> > 0. The attribute names carry the bucket number, so an old window
+// is never mistaken for the current one and needs no reset; each write
+// removes the windows of the buckets just past.
+//
+// Hot items (README "SMS pumping"): a prefix item takes the sends of one
+// prefix only, and the budget is split over Pumping.Shards() items, each
+// admitting at most BudgetShardCap sends per window.
+const (
+	prefixPrefix = "pfx#"
+	prefixBudget = "smsb#"
+
+	unverifiedAttr = "u" // u<bucket>
+	excessAttr     = "x" // x<bucket>
+	budgetSlot     = "b" // b0..b{N-1}
+)
+
+// pumpingExpr are the pumping expressions, written once by SetPumping. They
+// are written as text: the attribute names of a breaker write depend on the
+// bucket (#u0 is "u<b>", #u1 "u<b+1>" ...), so each request binds its own
+// ExpressionAttributeNames, while the strings stay shared and read only.
+type pumpingExpr struct {
+	cfg verification.Pumping
+
+	// A breaker write (a send's, under prefixCond; a verify's, under none).
+	prefixUpdate, prefixCond *string
+
+	// A send's budget write, one condition per shard cap: the budget is
+	// split evenly, so shards admit either MaxShardCap or one fewer sends.
+	budgetUpdate           *string
+	budgetFull, budgetLess *string
+	budgetNames            map[string]string
+	budgetSlots            int
+}
+
+// pumpAt is where a send's pumping items sit in its transaction, -1 for
+// none.
+type pumpAt struct {
+	prefix, budget int
+}
+
+// SetPumping turns on the SMS pumping defences p: the breaker and the global
+// budget are checked and counted in every SMS send's transaction, and a
+// right SMS code counts as verified for its prefix. Call it before the store
+// is used.
+func (s *Store) SetPumping(p verification.Pumping) error {
+	e := pumpingExpr{cfg: p}
+	n := verification.BreakerBuckets
+	var set, rm []string
+	for i := range n {
+		set = append(set, fmt.Sprintf("#u%d = if_not_exists(#u%d, :zero) + :du", i, i))
+	}
+	for i := range n {
+		set = append(set, fmt.Sprintf("#x%d = if_not_exists(#x%d, :zero) + :dx", i, i))
+	}
+	set = append(set, "#ttl = :ttl")
+	for i := range n {
+		rm = append(rm, fmt.Sprintf("#uo%d", i), fmt.Sprintf("#xo%d", i))
+	}
+	e.prefixUpdate = ptr("SET " + strings.Join(set, ", ") + " REMOVE " + strings.Join(rm, ", "))
+	// #u0 and #x0 are the counts of the send's own bucket's window. The
+	// prefix is healthy below the limit or while verified codes outweigh
+	// the unverified ones; a missing window has no sends at all. A send with
+	// a captcha token passes a suspect prefix, not a blocked one: :lim is
+	// the limit without a token, 3 x the limit with one.
+	e.prefixCond = ptr("attribute_not_exists(#u0) OR #u0 < :lim OR #x0 <= :zero")
+
+	if k := p.Shards(); k > 0 {
+		m := p.MaxShardCap()
+		if m < 1 || m > maxSlots {
+			return fmt.Errorf("dynamo: budget shard of %d slots, want 1..%d", m, maxSlots)
+		}
+		e.budgetSlots = m
+		names := map[string]string{"#ttl": attrTTL}
+		var shift []string
+		for i := range m {
+			names["#b"+strconv.Itoa(i)] = slotName(budgetSlot, i)
+			if i < m-1 {
+				shift = append(shift, fmt.Sprintf("#b%d = if_not_exists(#b%d, :zero)", i, i+1))
+			}
+		}
+		// The rolling window of ip#: the slots shift by one and the newest
+		// is now (see window.shift).
+		shift = append(shift, fmt.Sprintf("#b%d = :now", m-1), "#ttl = :ttl")
+		e.budgetUpdate = ptr("SET " + strings.Join(shift, ", "))
+		// A shard of cap m admits the send when the oldest of its last m
+		// sends left the window; one of cap m-1 when the second oldest did.
+		e.budgetFull = ptr("attribute_not_exists(#b0) OR #b0 <= :cut")
+		e.budgetNames = names
+		if m > 1 {
+			e.budgetLess = ptr("attribute_not_exists(#b1) OR #b1 <= :cut")
+		}
+	}
+	s.pump = &e
+	return nil
+}
+
+func ptr(s string) *string { return &s }
+
+// breakerNames are the attribute names of a breaker write in bucket b.
+func breakerNames(b int64) map[string]string {
+	n := verification.BreakerBuckets
+	names := make(map[string]string, 4*n+1)
+	for i := range n {
+		c := strconv.FormatInt(b+int64(i), 10)
+		o := strconv.FormatInt(b-int64(i)-1, 10)
+		names["#u"+strconv.Itoa(i)] = unverifiedAttr + c
+		names["#x"+strconv.Itoa(i)] = excessAttr + c
+		names["#uo"+strconv.Itoa(i)] = unverifiedAttr + o
+		names["#xo"+strconv.Itoa(i)] = excessAttr + o
+	}
+	names["#ttl"] = attrTTL
+	return names
+}
+
+// breakerValues are the values of a breaker write at now adding du and dx.
+func (e *pumpingExpr) breakerValues(now time.Time, du, dx int64) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		":zero": num(0),
+		":du":   num(du),
+		":dx":   num(dx),
+		// The item matters while its last window does.
+		":ttl": num(ttlOf(now.Add(e.cfg.Window))),
+	}
+}
+
+// appendPumping adds r's pumping items to a send's transaction.
+func (s *Store) appendPumping(items []types.TransactWriteItem, r verification.Reservation) ([]types.TransactWriteItem, pumpAt) {
+	at := pumpAt{prefix: -1, budget: -1}
+	e := s.pump
+	if e == nil {
+		return items, at
+	}
+	if r.Prefix != "" {
+		values := e.breakerValues(r.Now, verification.SendUnverified, verification.SendExcess)
+		lim := e.cfg.UnverifiedLimit
+		if r.CaptchaID != "" {
+			lim = verification.BlockFactor * e.cfg.UnverifiedLimit
+		}
+		values[":lim"] = num(int64(lim))
+		at.prefix = len(items)
+		items = append(items, types.TransactWriteItem{Update: &types.Update{
+			TableName:                           s.table,
+			Key:                                 key(prefixPrefix + r.Prefix),
+			UpdateExpression:                    e.prefixUpdate,
+			ConditionExpression:                 e.prefixCond,
+			ExpressionAttributeNames:            breakerNames(e.cfg.Bucket(r.Now)),
+			ExpressionAttributeValues:           values,
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		}})
+	}
+	if r.CountBudget && e.budgetUpdate != nil && r.BudgetShard >= 0 && r.BudgetShard < e.cfg.Shards() {
+		now := r.Now.UnixMilli()
+		cond := e.budgetFull
+		if e.cfg.ShardCap(r.BudgetShard) < e.budgetSlots {
+			cond = e.budgetLess
+		}
+		values := map[string]types.AttributeValue{
+			":now": num(now),
+			":cut": num(now - e.cfg.Window.Milliseconds()),
+			":ttl": num(ttlOf(r.Now.Add(e.cfg.Window))),
+		}
+		if e.budgetSlots > 1 { // DynamoDB refuses a value the expressions do not use
+			values[":zero"] = num(0)
+		}
+		at.budget = len(items)
+		items = append(items, types.TransactWriteItem{Update: &types.Update{
+			TableName:                           s.table,
+			Key:                                 key(prefixBudget + strconv.Itoa(r.BudgetShard)),
+			UpdateExpression:                    e.budgetUpdate,
+			ConditionExpression:                 cond,
+			ExpressionAttributeNames:            e.budgetNames,
+			ExpressionAttributeValues:           values,
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		}})
+	}
+	return items, at
+}
+
+// pumpingRefusal names the pumping refusal of a cancelled send from the old
+// items of its pumping writes, or nil when they broke no rule. An item that
+// did not fail comes back without its old image; reading it as "no sends"
+// is equivalent, because its condition says what the judgement checks.
+func (s *Store) pumpingRefusal(r verification.Reservation, at pumpAt, reasons []types.CancellationReason) error {
+	e := s.pump
+	if e == nil {
+		return nil
+	}
+	var j verification.PumpingJudgement
+	if at.prefix >= 0 {
+		item := reasons[at.prefix].Item
+		b := strconv.FormatInt(e.cfg.Bucket(r.Now), 10)
+		j.Prefix = r.Prefix
+		j.Counts = verification.PrefixCounts{
+			Unverified: numOf(item, unverifiedAttr+b),
+			Excess:     numOf(item, excessAttr+b),
+		}
+		j.State = e.cfg.State(j.Counts)
+	}
+	if at.budget >= 0 {
+		shard := slotsOf(reasons[at.budget].Item, budgetSlot, e.budgetSlots)
+		e.cfg.JudgeBudget(&j, shard, r.BudgetShard, r.Now)
+	}
+	return j.Refusal(r.CaptchaID != "")
+}
+
+// verifiedItem is the write that counts a right code of identity as
+// verified for its prefix, for the verify's own transaction; false when the
+// code is not an SMS or its prefix is not counted. It has no condition: a
+// verified code only ever helps its prefix.
+func (s *Store) verifiedItem(identity string, ch verification.Channel, now time.Time) (txItem, bool) {
+	e := s.pump
+	if e == nil || ch != verification.SMS {
+		return txItem{}, false
+	}
+	prefix := e.cfg.Counted(identity)
+	if prefix == "" {
+		return txItem{}, false
+	}
+	return txItem{raw: &types.Update{
+		TableName:                 s.table,
+		Key:                       key(prefixPrefix + prefix),
+		UpdateExpression:          e.prefixUpdate,
+		ExpressionAttributeNames:  breakerNames(e.cfg.Bucket(now)),
+		ExpressionAttributeValues: e.breakerValues(now, verification.VerifyUnverified, verification.VerifyExcess),
+	}}, true
+}
