@@ -114,6 +114,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		return nil, err
 	}
 	limits := Limits(cfg)
+	pumping := Pumping(cfg)
 
 	var store interface {
 		verification.Store
@@ -134,9 +135,14 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 			d.Retryer = retry.AddWithMaxBackoffDelay(retry.NewStandard(), dynamoMaxBackoff)
 			d.HTTPClient = awshttp.NewBuildableClient().WithTimeout(dynamoAttemptTimeout)
 		}}, o.DynamoOptions...)...)
-		if store, err = dynamo.New(db, cfg.VerificationTable, cfg.UsersTable, limits); err != nil {
+		ds, err := dynamo.New(db, cfg.VerificationTable, cfg.UsersTable, limits)
+		if err != nil {
 			return nil, err
 		}
+		if err := ds.SetPumping(pumping); err != nil {
+			return nil, err
+		}
+		store = ds
 	} else {
 		users := make([]string, 0, len(cfg.DevUsers))
 		for _, u := range cfg.DevUsers {
@@ -148,7 +154,9 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 			}
 			users = append(users, addr.Identity)
 		}
-		store = memstore.New(limits, users)
+		ms := memstore.New(limits, users)
+		ms.SetPumping(pumping)
+		store = ms
 	}
 
 	tmpl, err := notify.NewTemplates(cfg.DefaultLocale)
@@ -216,6 +224,8 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 			Limits:   limits,
 			TokenTTL: cfg.TokenTTL,
 			Now:      o.Now,
+			Pumping:  pumping,
+			Breaker:  logging.BreakerLog{Log: log, Metrics: metrics, Now: o.Now},
 
 			Idempotency: store,
 		}
@@ -289,6 +299,18 @@ func Limits(cfg *config.Config) verification.Limits {
 	}
 }
 
+// Pumping are the SMS pumping defences of the configuration.
+func Pumping(cfg *config.Config) verification.Pumping {
+	return verification.Pumping{
+		Budget:          cfg.SMSHourlyBudget,
+		PrefixLength:    cfg.SMSPrefixLength,
+		UnverifiedLimit: cfg.PumpingUnverifiedLimit,
+		Allow:           cfg.SMSPrefixAllow,
+		Block:           cfg.SMSPrefixBlock,
+		Window:          time.Hour,
+	}
+}
+
 func loadKeys(ctx context.Context, cfg *config.Config, o Options, awsConfig func() (aws.Config, error)) (secrets.Keys, error) {
 	if cfg.KeysSecretARN == "" {
 		return secrets.FromValues(cfg.HMACKey, cfg.SigningKeyPEM)
@@ -321,7 +343,7 @@ func buildSenders(ctx context.Context, cfg *config.Config, tmpl *notify.Template
 			if err != nil {
 				return nil, nil, fmt.Errorf("aws config: %w", err)
 			}
-			s, err := notify.NewSNS(sns.NewFromConfig(ac, func(c *sns.Options) { c.BaseEndpoint = o.endpoint("sns", c.BaseEndpoint) }), tmpl, notify.SNSOptions{SenderID: cfg.SMSSenderID})
+			s, err := notify.NewSNS(sns.NewFromConfig(ac, func(c *sns.Options) { c.BaseEndpoint = o.endpoint("sns", c.BaseEndpoint) }), tmpl, notify.SNSOptions{SenderID: cfg.SMSSenderID, MaxPrice: cfg.SMSMaxPrice})
 			if err != nil {
 				return nil, nil, fmt.Errorf("configuration: SMS_SENDER_ID: %w", err)
 			}

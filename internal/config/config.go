@@ -66,6 +66,14 @@ type Config struct {
 	// a rotated key reaches every instance without a cold start.
 	KeysRefresh time.Duration
 
+	// SMS pumping defences (README "SMS pumping").
+	SMSHourlyBudget        int      // accepted SMS per rolling hour, 0 = off
+	SMSPrefixLength        int      // digits of a number's breaker prefix
+	PumpingUnverifiedLimit int      // breaker threshold, 0 = off
+	SMSPrefixAllow         []string // prefixes the breaker never gates
+	SMSPrefixBlock         []string // prefixes always refused
+	SMSMaxPrice            string   // USD, as given ("0.05"); "" = no cap
+
 	CORSAllowedOrigins []string
 	IPv6PrefixBits     int // IPv6 clients share one IP key per prefix of this length
 	TrustedProxyHops   int // trusted proxies in front of API Gateway; 0 ignores X-Forwarded-For
@@ -130,6 +138,18 @@ func Load(getenv func(string) string, checks Checks) (*Config, error) {
 	c.TokenTTL = l.seconds("TOKEN_TTL_SECONDS", 600)
 	c.KeysRefresh = l.seconds("KEYS_REFRESH_SECONDS", 300)
 	c.AllowedPhoneRegions = l.list("ALLOWED_PHONE_REGIONS", "CN", checks.Region)
+	c.SMSHourlyBudget = l.bounded("SMS_HOURLY_BUDGET", 1000, 0, 1000000)
+	c.SMSPrefixLength = l.bounded("SMS_PREFIX_LENGTH", 7, 1, 15)
+	c.PumpingUnverifiedLimit = l.bounded("PUMPING_UNVERIFIED_LIMIT", 20, 0, 1000000)
+	c.SMSPrefixAllow = l.prefixes("SMS_PREFIX_ALLOW")
+	c.SMSPrefixBlock = l.prefixes("SMS_PREFIX_BLOCK")
+	if v := getenv("SMS_MAX_PRICE"); v != "" {
+		// SNS takes the cap as a decimal number of US dollars.
+		if f, err := strconv.ParseFloat(v, 64); err != nil || f <= 0 || f > 100 || strings.ContainsAny(v, "eEinfINFxXpP_") {
+			l.fail("SMS_MAX_PRICE", "must be a price in US dollars above 0 and at most 100, like 0.05, got %q", v)
+		}
+		c.SMSMaxPrice = v
+	}
 	c.DefaultLocale = l.str("DEFAULT_LOCALE", "zh-CN")
 	if checks.Locale != nil && !checks.Locale(c.DefaultLocale) {
 		l.fail("DEFAULT_LOCALE", "unknown locale %q", c.DefaultLocale)
@@ -303,6 +323,26 @@ func (l *loader) bounded(name string, def, min, max int) int {
 		return def
 	}
 	return n
+}
+
+// prefixes reads an optional comma-separated list of number prefixes: the
+// digits of an E.164 number after the "+", 1 to 15 of them.
+func (l *loader) prefixes(name string) []string {
+	var out []string
+	for _, v := range strings.Split(l.getenv(name), ",") {
+		v = strings.TrimPrefix(strings.TrimSpace(v), "+")
+		if v == "" {
+			continue
+		}
+		if len(v) > 15 || strings.Trim(v, "0123456789") != "" {
+			l.fail(name, "must be number prefixes (up to 15 digits each, comma-separated), got %q", v)
+			continue
+		}
+		if !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func (l *loader) seconds(name string, def int) time.Duration {

@@ -29,7 +29,9 @@ func TestDefaults(t *testing.T) {
 		c.CodeTTL != 600*time.Second || c.ResendCooldown != time.Minute || c.IPHourlyLimit != 10 ||
 		c.TargetDailyLimit != 10 || c.CaptchaIPThreshold != 3 || c.CaptchaTargetThreshold != 3 ||
 		c.MaxVerifyAttempts != 5 || c.CaptchaTTL != 300*time.Second || c.CaptchaLength != 5 || c.DefaultLocale != "zh-CN" ||
-		c.Addr != "127.0.0.1:3000" || strings.Join(c.Channels, ",") != "sms,email" || strings.Join(c.AllowedPhoneRegions, ",") != "CN" {
+		c.Addr != "127.0.0.1:3000" || strings.Join(c.Channels, ",") != "sms,email" || strings.Join(c.AllowedPhoneRegions, ",") != "CN" ||
+		c.SMSHourlyBudget != 1000 || c.SMSPrefixLength != 7 || c.PumpingUnverifiedLimit != 20 ||
+		c.SMSPrefixAllow != nil || c.SMSPrefixBlock != nil || c.SMSMaxPrice != "" {
 		t.Fatalf("defaults %+v", c)
 	}
 	if c.KeysRefresh != 300*time.Second {
@@ -71,6 +73,19 @@ func TestSmallValuesAreValid(t *testing.T) {
 	}
 	if c.CodeTTL != time.Second || c.CaptchaIPThreshold != 0 {
 		t.Fatalf("%+v", c)
+	}
+}
+
+func TestPrefixLists(t *testing.T) {
+	c, err := load(map[string]string{"SMS_PREFIX_ALLOW": " 86138, +8613 ,,86138", "SMS_PREFIX_BLOCK": "2347"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.SMSPrefixAllow, ","); got != "86138,8613" {
+		t.Errorf("SMS_PREFIX_ALLOW read as %q, want 86138,8613", got)
+	}
+	if got := strings.Join(c.SMSPrefixBlock, ","); got != "2347" {
+		t.Errorf("SMS_PREFIX_BLOCK read as %q, want 2347", got)
 	}
 }
 
@@ -158,6 +173,21 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{map[string]string{"SMS_SIGNATURE": "【Ex\x00】"}, "SMS_SIGNATURE"},
 		{map[string]string{"SMS_SIGNATURE": "\xff"}, "SMS_SIGNATURE"},
 		{map[string]string{"AWS_LAMBDA_RUNTIME_API": "x", "VERIFICATION_TABLE": "v", "USERS_TABLE": "u", "SMS_SENDER": "outbox"}, "SMS_SENDER"},
+		{map[string]string{"SMS_HOURLY_BUDGET": "-1"}, "SMS_HOURLY_BUDGET"},
+		{map[string]string{"SMS_HOURLY_BUDGET": "1000001"}, "SMS_HOURLY_BUDGET"},
+		{map[string]string{"SMS_HOURLY_BUDGET": "0", "PUMPING_UNVERIFIED_LIMIT": "0"}, ""},
+		{map[string]string{"SMS_PREFIX_LENGTH": "0"}, "SMS_PREFIX_LENGTH"},
+		{map[string]string{"SMS_PREFIX_LENGTH": "16"}, "SMS_PREFIX_LENGTH"},
+		{map[string]string{"PUMPING_UNVERIFIED_LIMIT": "x"}, "PUMPING_UNVERIFIED_LIMIT"},
+		{map[string]string{"SMS_PREFIX_ALLOW": "86138,+8613"}, ""},
+		{map[string]string{"SMS_PREFIX_ALLOW": "86-138"}, "SMS_PREFIX_ALLOW"},
+		{map[string]string{"SMS_PREFIX_BLOCK": "2347,abc"}, "SMS_PREFIX_BLOCK"},
+		{map[string]string{"SMS_PREFIX_BLOCK": "1234567890123456"}, "SMS_PREFIX_BLOCK"},
+		{map[string]string{"SMS_MAX_PRICE": "0.05"}, ""},
+		{map[string]string{"SMS_MAX_PRICE": "0"}, "SMS_MAX_PRICE"},
+		{map[string]string{"SMS_MAX_PRICE": "1e-2"}, "SMS_MAX_PRICE"},
+		{map[string]string{"SMS_MAX_PRICE": "$0.05"}, "SMS_MAX_PRICE"},
+		{map[string]string{"SMS_MAX_PRICE": "NaN"}, "SMS_MAX_PRICE"},
 		{map[string]string{"AWS_LAMBDA_RUNTIME_API": "x", "VERIFICATION_TABLE": "v", "USERS_TABLE": "u", "EMAIL_SENDER": "outbox"}, "EMAIL_SENDER"},
 	}
 	for _, tt := range tests {

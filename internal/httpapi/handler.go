@@ -180,6 +180,9 @@ func (h *Handler) send(ctx context.Context, r *Request, l *logEntry) Response {
 	}
 	res, addr, err := h.Verification.Send(ctx, req)
 	l.Channel, l.Target = string(addr.Channel), logging.Mask(addr)
+	if addr.Channel == verification.SMS && h.Metrics != nil {
+		l.Country = logging.Country(addr.Identity)
+	}
 	l.CaptchaGiven = req.CaptchaToken != nil
 	if res.Replay != nil {
 		l.Idempotency = logging.OutcomeReplayed
@@ -225,6 +228,9 @@ func (h *Handler) verify(ctx context.Context, r *Request, l *logEntry) Response 
 		return h.fail(l, err)
 	}
 	l.Channel = string(res.Verified.Channel)
+	if res.Verified.Channel == verification.SMS && h.Metrics != nil {
+		l.Country = logging.Country(res.Verified.Identity)
+	}
 	l.Target = logging.Mask(verification.Address{Channel: res.Verified.Channel, Identity: res.Verified.Identity})
 	return bodyResponse(200, verifyResponse{VerificationToken: res.Token, ExpiresIn: res.ExpiresIn}.appendJSON(make([]byte, 0, 48+len(res.Token))))
 }

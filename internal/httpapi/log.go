@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -15,10 +16,11 @@ type logEntry struct {
 	Method         string
 	Status         int
 	Channel        string
+	Country        string // of an SMS number, for the metrics' Country dimension
 	Target         string // masked
 	IPKey          string
 	Origin         string // a refused Origin header
-	Reason         string // why an internal_error happened, when known
+	Reason         string // why an internal_error happened, or which rule refused, when known
 	CaptchaGiven   bool
 	OutcomeUnknown bool
 	Err            error
@@ -40,6 +42,11 @@ func (h *Handler) finish(ctx context.Context, r *Request, l *logEntry, start tim
 		outcome = logging.OutcomeReplayed
 	}
 	level := slog.LevelInfo
+	// A refusal that several rules share names its rule (the SMS budget's
+	// rate_limit_exceeded, the pumping breaker's captcha_required).
+	if e, ok := errors.AsType[*verification.Error](l.Err); ok && e.LogReason != "" && l.Reason == "" {
+		l.Reason = e.LogReason
+	}
 	// Room for every attribute, so the slice stays on the stack.
 	attrs := make([]slog.Attr, 0, 16)
 	attrs = append(attrs,
@@ -96,6 +103,9 @@ func (h *Handler) finish(ctx context.Context, r *Request, l *logEntry, start tim
 		h.Metrics.Request(logging.RequestMetrics{
 			Route:          l.Route,
 			Outcome:        outcome,
+			Reason:         l.Reason,
+			Channel:        l.Channel,
+			Country:        l.Country,
 			OutcomeUnknown: l.OutcomeUnknown,
 			Time:           start,
 		})

@@ -4,6 +4,7 @@
 package logging
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -95,6 +96,9 @@ func NewMetrics(w io.Writer, namespace, service string) *Metrics {
 type RequestMetrics struct {
 	Route          string
 	Outcome        string // "ok" or the error kind
+	Reason         string // the refusal's log reason (verification.Error.LogReason)
+	Channel        string // "sms", "email", "" when unknown
+	Country        string // ISO region of an SMS number (Country), "" otherwise
 	OutcomeUnknown bool
 	Time           time.Time
 }
@@ -110,7 +114,56 @@ const (
 	MetricVerifyFailed     = "VerifyFailed"
 	MetricStoreUnavailable = "StoreUnavailable"
 	MetricSendsReplayed    = "SendsReplayed"
+	// SMS pumping: sends refused because the global SMS budget was spent,
+	// and breaker trips (a prefix turning suspect or blocked).
+	MetricSMSBudgetExhausted = "SMSBudgetExhausted"
+	MetricBreakerTrips       = "BreakerTrips"
 )
+
+// MetricNames are every metric this package writes (the template test
+// checks that the alarms and the dashboard name only these).
+func MetricNames() []string {
+	return []string{
+		MetricSendsAccepted, MetricSendsRefused, MetricCaptchaRequired, MetricProviderFailures,
+		MetricOutcomeUnknown, MetricVerifySucceeded, MetricVerifyFailed, MetricStoreUnavailable,
+		MetricSendsReplayed, MetricSMSBudgetExhausted, MetricBreakerTrips,
+	}
+}
+
+// The dimensions of the metrics. Every metric goes out per Service, and per
+// Service and Outcome (refusals by reason); a request whose channel is known
+// also per Service, Channel and Country (sends and verifies by channel and
+// country, and so conversion); a breaker trip per Service and Country.
+const (
+	DimService = "Service"
+	DimOutcome = "Outcome"
+	DimChannel = "Channel"
+	DimCountry = "Country"
+)
+
+// noCountry is the Country dimension of email and of unknown numbers: a
+// dimension value must not be empty.
+const noCountry = "none"
+
+// Country is the ISO 3166 region of an E.164 number's calling code ("CN"
+// for +86), the region libphonenumber names first for a shared code ("US"
+// for +1); "" for anything else. A digits-only prefix with a "+" works as
+// well as a whole number.
+func Country(e164 string) string {
+	cc, _, ok := splitE164(e164)
+	if !ok {
+		return ""
+	}
+	n, err := strconv.Atoi(cc)
+	if err != nil {
+		return ""
+	}
+	r := phonenumbers.GetRegionCodeForCountryCode(n)
+	if r == "ZZ" {
+		return ""
+	}
+	return r
+}
 
 // OutcomeReplayed is the outcome of a send answered from its Idempotency-Key.
 const OutcomeReplayed = "replayed"
@@ -129,6 +182,9 @@ func (m *Metrics) Request(r RequestMetrics) {
 			counts[MetricSendsReplayed] = 1
 		default:
 			counts[MetricSendsRefused] = 1
+		}
+		if r.Reason == verification.ReasonBudgetExhausted {
+			counts[MetricSMSBudgetExhausted] = 1
 		}
 		switch r.Outcome {
 		case string(verification.KindCaptchaRequired):
@@ -156,23 +212,50 @@ func (m *Metrics) Request(r RequestMetrics) {
 }
 
 func (m *Metrics) write(r RequestMetrics, counts map[string]int) {
-	defs := make([]map[string]string, 0, len(counts))
 	line := map[string]any{
-		"Service": m.service,
-		"Route":   r.Route,
-		"Outcome": r.Outcome,
+		DimService: m.service,
+		"Route":    r.Route,
+		DimOutcome: r.Outcome,
 	}
+	// Per service for the alarms, and per outcome to see refusals by reason.
+	dims := [][]string{{DimService}, {DimService, DimOutcome}}
+	if r.Channel != "" {
+		country := r.Country
+		if country == "" {
+			country = noCountry
+		}
+		line[DimChannel], line[DimCountry] = r.Channel, country
+		dims = append(dims, []string{DimService, DimChannel, DimCountry})
+	}
+	m.emit(line, dims, counts, r.Time)
+}
+
+// Breaker writes the metric line of a breaker transition: a trip (to suspect
+// or blocked) counts BreakerTrips per country and state.
+func (m *Metrics) Breaker(t verification.BreakerTransition, country string, at time.Time) {
+	if t.To <= t.From {
+		return
+	}
+	if country == "" {
+		country = noCountry
+	}
+	line := map[string]any{DimService: m.service, DimCountry: country, "State": t.To.String()}
+	m.emit(line, [][]string{{DimService}, {DimService, DimCountry}}, map[string]int{MetricBreakerTrips: 1}, at)
+}
+
+// emit writes one EMF line: line's properties (its dimensions among them),
+// the counts as metrics over dims.
+func (m *Metrics) emit(line map[string]any, dims [][]string, counts map[string]int, at time.Time) {
+	defs := make([]map[string]string, 0, len(counts))
 	for name, v := range counts {
 		defs = append(defs, map[string]string{"Name": name, "Unit": "Count"})
 		line[name] = v
 	}
 	line["_aws"] = map[string]any{
-		"Timestamp": r.Time.UnixMilli(),
+		"Timestamp": at.UnixMilli(),
 		"CloudWatchMetrics": []map[string]any{{
-			"Namespace": m.namespace,
-			// Per service for the alarms, and per outcome to see refusals by
-			// reason.
-			"Dimensions": [][]string{{"Service"}, {"Service", "Outcome"}},
+			"Namespace":  m.namespace,
+			"Dimensions": dims,
 			"Metrics":    defs,
 		}},
 	}
@@ -184,4 +267,37 @@ func (m *Metrics) write(r RequestMetrics, counts map[string]int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	_, _ = m.w.Write(b)
+}
+
+// BreakerLog reports breaker transitions: one log line each (warning for a
+// trip) with the prefix, its country and the counts, and the trips as
+// metrics. It is the service's verification.BreakerObserver.
+type BreakerLog struct {
+	Log     *slog.Logger
+	Metrics *Metrics // nil: no metrics (local mode)
+	Now     func() time.Time
+}
+
+// Transition implements verification.BreakerObserver.
+func (b BreakerLog) Transition(t verification.BreakerTransition) {
+	country := Country("+" + t.Prefix)
+	level := slog.LevelInfo
+	if t.To > t.From {
+		level = slog.LevelWarn
+	}
+	attrs := []slog.Attr{
+		slog.String("prefix", t.Prefix),
+		slog.String("country", country),
+		slog.String("from", t.From.String()),
+		slog.String("to", t.To.String()),
+	}
+	if t.CountsKnown {
+		attrs = append(attrs,
+			slog.Int64("unverified", t.Counts.Unverified),
+			slog.Int64("verified", (t.Counts.Unverified-t.Counts.Excess)/verification.VerifiedWeight))
+	}
+	b.Log.LogAttrs(context.Background(), level, "sms pumping breaker", attrs...)
+	if b.Metrics != nil {
+		b.Metrics.Breaker(t, country, b.Now())
+	}
 }

@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -23,6 +24,9 @@ type SNSOptions struct {
 	// SenderID is the alphanumeric sender ID shown where carriers support
 	// it: 1–11 letters and digits, at least one letter.
 	SenderID string
+	// MaxPrice is the most, in US dollars ("0.05"), one SMS may cost; SNS
+	// drops a message that would cost more (SMS_MAX_PRICE). Empty: no cap.
+	MaxPrice string
 	// AttemptTimeout bounds each of the (at most two) attempts;
 	// DefaultAttemptTimeout if zero.
 	AttemptTimeout time.Duration
@@ -50,6 +54,14 @@ func NewSNS(client SNSPublisher, t *Templates, o SNSOptions) (*SNS, error) {
 			return nil, fmt.Errorf("notify: SMS sender ID %q must be 1-11 letters and digits with at least one letter", o.SenderID)
 		}
 		attrs["AWS.SNS.SMS.SenderID"] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(o.SenderID)}
+	}
+	if o.MaxPrice != "" {
+		// A number the template or a typo got wrong must stop start-up, not
+		// every send.
+		if f, err := strconv.ParseFloat(o.MaxPrice, 64); err != nil || f <= 0 {
+			return nil, fmt.Errorf("notify: SMS max price %q must be a positive number of US dollars", o.MaxPrice)
+		}
+		attrs["AWS.SNS.SMS.MaxPrice"] = types.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(o.MaxPrice)}
 	}
 	if o.AttemptTimeout <= 0 {
 		o.AttemptTimeout = DefaultAttemptTimeout

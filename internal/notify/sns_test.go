@@ -180,9 +180,9 @@ func attributes(form url.Values) map[string][2]string {
 
 func TestSNSWire(t *testing.T) {
 	srv := newSNSServer(t, http.StatusOK, publishResponse)
-	for _, senderID := range []string{"", "VerifyKit"} {
-		t.Run("sender ID "+senderID, func(t *testing.T) {
-			s, err := NewSNS(newSNSClient(srv.URL), newTemplates(t, ""), SNSOptions{SenderID: senderID})
+	for _, o := range []SNSOptions{{}, {SenderID: "VerifyKit"}, {MaxPrice: "0.05"}, {SenderID: "VerifyKit", MaxPrice: "0.5"}} {
+		t.Run(fmt.Sprintf("sender ID %q max price %q", o.SenderID, o.MaxPrice), func(t *testing.T) {
+			s, err := NewSNS(newSNSClient(srv.URL), newTemplates(t, ""), o)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -208,10 +208,17 @@ func TestSNSWire(t *testing.T) {
 				t.Errorf("SMSType: got %v, want %v", got, want)
 			}
 			wantAttrs := 1
-			if senderID != "" {
-				wantAttrs = 2
-				if got, want := attrs["AWS.SNS.SMS.SenderID"], [2]string{"String", senderID}; got != want {
+			if o.SenderID != "" {
+				wantAttrs++
+				if got, want := attrs["AWS.SNS.SMS.SenderID"], [2]string{"String", o.SenderID}; got != want {
 					t.Errorf("SenderID: got %v, want %v", got, want)
+				}
+			}
+			if o.MaxPrice != "" {
+				// SMS_MAX_PRICE: SNS drops a message that would cost more.
+				wantAttrs++
+				if got, want := attrs["AWS.SNS.SMS.MaxPrice"], [2]string{"Number", o.MaxPrice}; got != want {
+					t.Errorf("MaxPrice: got %v, want %v", got, want)
 				}
 			}
 			if len(attrs) != wantAttrs {
