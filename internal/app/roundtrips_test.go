@@ -64,6 +64,23 @@ func benchServeKeyed(ctx context.Context, a *app.App, ip, key, body string) http
 	})
 }
 
+// benchSMSFor sends a code to phone from ip, like benchSendFor.
+func benchSMSFor(t *testing.T, a *app.App, phone, ip string) (id, code string) {
+	t.Helper()
+	resp := benchServe(context.Background(), a, sendRoute, ip, fmt.Sprintf(`{"target":"ANY","phone_number":%q}`, phone))
+	if resp.Status != 200 {
+		t.Fatalf("send to %s: %d %s", phone, resp.Status, resp.Body)
+	}
+	var r struct {
+		ID string `json:"verification_id"`
+	}
+	if err := json.Unmarshal(resp.Body, &r); err != nil {
+		t.Fatal(err)
+	}
+	msgs := a.Outbox.Messages()
+	return r.ID, msgs[len(msgs)-1].Code
+}
+
 func benchVerifyBody(id, code string) string {
 	return fmt.Sprintf(`{"verification_id":%q,"verification_code":%q}`, id, code)
 }
@@ -71,17 +88,20 @@ func benchVerifyBody(id, code string) string {
 // TestRoundTrips counts the DynamoDB calls each kind of request makes through
 // the whole service (handler, domain, store) and pins them: one transaction
 // on the send path (an ANY send also looks the user up, concurrently with
-// it); a read and one transaction for a verify, right or wrong (count first,
-// then compare); one transaction for a captcha image, one UpdateItem for a
-// wrong captcha answer and two for a right one. Counts are not timing, so asserting
+// it; the SMS pumping counters are items of the same transaction); a read
+// and one transaction for a verify, right or wrong (count first, then
+// compare; a right SMS code's prefix counts it in that transaction); one
+// transaction for a captcha image, one UpdateItem for a wrong captcha answer
+// and two for a right one. Counts are not timing, so asserting
 // them is safe; `make bench` prints them into BENCHMARKS.md.
 func TestRoundTrips(t *testing.T) {
 	var calls dynamotest.CallCounter
-	a := dynamoBenchApp(t, []string{"existing@example.com"}, calls.Option())
+	a := apptest.NewDynamo(t, map[string]string{"PUMPING_UNVERIFIED_LIMIT": "1", "SMS_PREFIX_BLOCK": "8613700"}, []string{"existing@example.com", "+8613900138000"},
+		app.Options{DynamoOptions: []func(*dynamodb.Options){calls.Option()}}).App
 	ctx := context.Background()
 	type counts = map[string]int
 
-	var rightID, rightCode, wrongID, captchaToken string
+	var rightID, rightCode, wrongID, captchaToken, smsID, smsCode string
 	tests := []struct {
 		name string
 		do   func() httpapi.Response
@@ -122,6 +142,17 @@ func TestRoundTrips(t *testing.T) {
 		{"send ANY with Idempotency-Key (first use)", func() httpapi.Response {
 			return benchServeKeyed(ctx, a, "192.0.2.8", "rt-3", `{"target":"ANY","email":"rt-idem-any@example.com"}`)
 		}, counts{"GetItem": 1, "TransactWriteItems": 1, "UpdateItem": 1}},
+		// The SMS pumping counters (the prefix's breaker, a shard of the
+		// global budget) are items of the same transaction.
+		{"send SMS USER (breaker and budget counted)", func() httpapi.Response {
+			return benchServe(ctx, a, sendRoute, "192.0.2.17", `{"target":"USER","phone_number":"+8613900138000"}`)
+		}, counts{"TransactWriteItems": 1}},
+		{"send SMS NOT_USER to a suspect prefix (refused)", func() httpapi.Response {
+			return benchServe(ctx, a, sendRoute, "192.0.2.18", `{"target":"NOT_USER","phone_number":"+8613800138002"}`)
+		}, counts{"TransactWriteItems": 1}},
+		{"send SMS NOT_USER to an operator-blocked prefix", func() httpapi.Response {
+			return benchServe(ctx, a, sendRoute, "192.0.2.19", `{"target":"NOT_USER","phone_number":"+8613700138000"}`)
+		}, counts{}},
 		{"verify right code", func() httpapi.Response {
 			return benchServe(ctx, a, verifyRoute, "192.0.2.6", benchVerifyBody(rightID, rightCode))
 		}, counts{"GetItem": 1, "TransactWriteItems": 1}},
@@ -144,9 +175,16 @@ func TestRoundTrips(t *testing.T) {
 		{"captcha answer right", func() httpapi.Response {
 			return benchServe(ctx, a, "/auth/v1/captcha/data/verify", "192.0.2.7", fmt.Sprintf(`{"token":%q,"key":%q}`, captchaToken, devAnswer(a, captchaToken)))
 		}, counts{"UpdateItem": 2}},
+		// A right SMS code also counts as verified for its prefix, in the
+		// verify's own transaction.
+		{"verify right SMS code", func() httpapi.Response {
+			return benchServe(ctx, a, verifyRoute, "192.0.2.6", benchVerifyBody(smsID, smsCode))
+		}, counts{"GetItem": 1, "TransactWriteItems": 1}},
 	}
 	rightID, rightCode = benchSendFor(t, a, "rt-verify@example.com", "ANY", "192.0.2.10")
 	wrongID, _ = benchSendFor(t, a, "rt-wrong@example.com", "ANY", "192.0.2.11")
+	smsID, smsCode = benchSMSFor(t, a, "+8613800138001", "192.0.2.12")
+	// One unverified send makes prefix 8613800 suspect (limit 1).
 
 	var report strings.Builder
 	fmt.Fprintf(&report, "DynamoDB calls per request (through the handler, DynamoDB Local):\n")

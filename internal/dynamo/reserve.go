@@ -20,10 +20,11 @@ const tokenGrace = 5 * time.Minute
 // reserve is one send's transaction and where its items sit in it.
 type reserve struct {
 	in      *dynamodb.TransactWriteItemsInput
-	tokenAt int // index of the captcha token's Put, -1 without one
-	userAt  int // index of the users-table ConditionCheck, -1 for ANY
-	pump    pumpAt
+	tokenAt int  // index of the captcha token's Put, -1 without one
+	userAt  int  // index of the users-table ConditionCheck, -1 for ANY
 	args    args // the request's values, for the IP spend of refuse
+
+	pump pumpAt // where the SMS pumping items sit (pumping.go)
 }
 
 // Positions of the first two items, fixed.
