@@ -3,6 +3,7 @@ package logging
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -76,6 +77,49 @@ func TestMaskMatchesLibrary(t *testing.T) {
 	t.Logf("%d numbers", n)
 }
 
+func TestCountry(t *testing.T) {
+	for in, want := range map[string]string{"+8613800138000": "CN", "+8613800": "CN", "+14155550100": "US", "+447700900000": "GB", "+999": "", "u@example.com": ""} {
+		if got := Country(in); got != want {
+			t.Errorf("Country(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestMetricsDimensions checks that sends and verifies go out by channel and
+// country, and breaker trips by country.
+func TestMetricsDimensions(t *testing.T) {
+	at := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	var buf bytes.Buffer
+	m := NewMetrics(&buf, "Verifykit", "verifykit")
+	m.Request(RequestMetrics{Route: "/auth/v1/verification", Outcome: "ok", Channel: "sms", Country: "CN", Time: at})
+	m.Request(RequestMetrics{Route: "/auth/v1/verification/verify", Outcome: "ok", Channel: "email", Time: at})
+	m.Request(RequestMetrics{Route: "/auth/v1/verification", Outcome: "invalid_request", Time: at})
+	m.Breaker(verification.BreakerTransition{Prefix: "8613800", From: verification.Healthy, To: verification.Suspect}, "CN", at)
+	m.Breaker(verification.BreakerTransition{Prefix: "8613800", From: verification.Blocked, To: verification.Healthy}, "CN", at) // not a trip
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	want := []string{
+		"SendsAccepted [[Service] [Service Outcome] [Service Channel Country]] Channel=sms Country=CN",
+		"VerifySucceeded [[Service] [Service Outcome] [Service Channel Country]] Channel=email Country=none",
+		"SendsRefused [[Service] [Service Outcome]] Channel=<nil> Country=<nil>",
+		"BreakerTrips [[Service] [Service Country]] Channel=<nil> Country=CN",
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), buf.String())
+	}
+	for i, l := range lines {
+		var line map[string]any
+		if err := json.Unmarshal([]byte(l), &line); err != nil {
+			t.Fatal(err)
+		}
+		cw := line["_aws"].(map[string]any)["CloudWatchMetrics"].([]any)[0].(map[string]any)
+		name := cw["Metrics"].([]any)[0].(map[string]any)["Name"]
+		got := fmt.Sprintf("%v %v Channel=%v Country=%v", name, cw["Dimensions"], line["Channel"], line["Country"])
+		if got != want[i] {
+			t.Errorf("line %d: %s, want %s", i, got, want[i])
+		}
+	}
+}
+
 func TestMetricsLines(t *testing.T) {
 	at := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
@@ -90,6 +134,9 @@ func TestMetricsLines(t *testing.T) {
 		{RequestMetrics{Route: "/auth/v1/verification", Outcome: OutcomeReplayed}, map[string]float64{MetricSendsReplayed: 1}},
 		{RequestMetrics{Route: "/auth/v1/verification/verify", Outcome: "ok"}, map[string]float64{MetricVerifySucceeded: 1}},
 		{RequestMetrics{Route: "/auth/v1/verification/verify", Outcome: "invalid_verification_code"}, map[string]float64{MetricVerifyFailed: 1}},
+		{RequestMetrics{Route: "/auth/v1/verification", Outcome: "rate_limit_exceeded", Reason: "sms_budget_exhausted"}, map[string]float64{MetricSendsRefused: 1, MetricSMSBudgetExhausted: 1}},
+		{RequestMetrics{Route: "/auth/v1/verification", Outcome: "rate_limit_exceeded"}, map[string]float64{MetricSendsRefused: 1}},
+		{RequestMetrics{Route: "/auth/v1/verification", Outcome: "destination_blocked", Channel: "sms", Country: "CN"}, map[string]float64{MetricSendsRefused: 1}},
 		{RequestMetrics{Route: "/auth/v1/.well-known/jwks.json", Outcome: "ok"}, nil},
 	}
 	for _, tt := range tests {
