@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,13 @@ func emittedMetrics(t *testing.T) map[string][][]string {
 			}
 		}
 	}
+	// What only some requests carry: a channel and country (sends and
+	// verifies by country), a refusal's reason (the spent SMS budget), and
+	// the breaker's trips.
+	m.Request(logging.RequestMetrics{Route: routes[0], Outcome: "ok", Channel: "sms", Country: "CN", Time: time.Unix(0, 0)})
+	m.Request(logging.RequestMetrics{Route: routes[1], Outcome: "ok", Channel: "sms", Country: "CN", Time: time.Unix(0, 0)})
+	m.Request(logging.RequestMetrics{Route: routes[0], Outcome: string(verification.KindRateLimitExceeded), Reason: verification.ReasonBudgetExhausted, Time: time.Unix(0, 0)})
+	m.Breaker(verification.BreakerTransition{Prefix: "8613800", From: verification.Healthy, To: verification.Suspect}, "CN", time.Unix(0, 0))
 	out := map[string][][]string{}
 	sc := bufio.NewScanner(&buf)
 	for sc.Scan() {
@@ -46,9 +54,14 @@ func emittedMetrics(t *testing.T) map[string][][]string {
 		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
 			t.Fatalf("metrics line %s: %v", sc.Text(), err)
 		}
+		// Every dimension set a metric is written with, over all lines.
 		for _, d := range line.AWS.CloudWatchMetrics {
 			for _, metric := range d.Metrics {
-				out[metric.Name] = d.Dimensions
+				for _, set := range d.Dimensions {
+					if !slices.ContainsFunc(out[metric.Name], func(s []string) bool { return slices.Equal(s, set) }) {
+						out[metric.Name] = append(out[metric.Name], set)
+					}
+				}
 			}
 		}
 	}

@@ -78,6 +78,12 @@ var envParameter = map[string]string{
 	"CORS_ALLOWED_ORIGINS":     "CorsAllowedOrigins",
 	"IPV6_PREFIX_BITS":         "Ipv6PrefixBits",
 	"TRUSTED_PROXY_HOPS":       "TrustedProxyHops",
+	"SMS_HOURLY_BUDGET":        "SmsHourlyBudget",
+	"SMS_PREFIX_LENGTH":        "SmsPrefixLength",
+	"PUMPING_UNVERIFIED_LIMIT": "PumpingUnverifiedLimit",
+	"SMS_PREFIX_ALLOW":         "SmsPrefixAllow",
+	"SMS_PREFIX_BLOCK":         "SmsPrefixBlock",
+	"SMS_MAX_PRICE":            "SmsMaxPrice",
 }
 
 // A world is one deployment: a set of parameter overrides. The typed checks
@@ -143,6 +149,12 @@ var worlds = []world{
 			"Ipv6PrefixBits":         "56",
 			"TrustedProxyHops":       "1",
 			"MetricsNamespace":       "Verifykit/Prod",
+			"SmsHourlyBudget":        "5000",
+			"SmsPrefixLength":        "9",
+			"PumpingUnverifiedLimit": "30",
+			"SmsPrefixAllow":         "86139,852",
+			"SmsPrefixBlock":         "2347",
+			"SmsMaxPrice":            "0.07",
 		},
 	},
 	{
@@ -943,6 +955,8 @@ func TestAlarms(t *testing.T) {
 			{"SendsRefusedAlarm", p["MetricsNamespace"], "SendsRefused", "Sum", p["RefusalAlarmThreshold"], service},
 			{"DeliveryOutcomeUnknownAlarm", p["MetricsNamespace"], "DeliveryOutcomeUnknown", "Sum", p["OutcomeUnknownAlarmThreshold"], service},
 			{"StoreUnavailableAlarm", p["MetricsNamespace"], "StoreUnavailable", "Sum", p["StoreUnavailableAlarmThreshold"], service},
+			{"BreakerTripsAlarm", p["MetricsNamespace"], "BreakerTrips", "Sum", "1", service},
+			{"SmsBudgetExhaustedAlarm", p["MetricsNamespace"], "SMSBudgetExhausted", "Sum", "1", service},
 			{"SmsSpendAlarm", "AWS/SNS", "SMSMonthToDateSpentUSD", "Maximum", p["SmsSpendAlarmUSD"], nil},
 			{"FunctionThrottlesAlarm", "AWS/Lambda", "Throttles", "Sum", "1", function},
 			{"FunctionErrorsAlarm", "AWS/Lambda", "Errors", "Sum", "1", function},
@@ -1441,6 +1455,16 @@ func TestParameters(t *testing.T) {
 		{"SmsSignature", "【Example】\nsecond line"},
 		{"WebOtpDomain", strings.Repeat("a", 37) + ".com"},
 		{"SmsSignature", "【" + strings.Repeat("示", 15) + "】"},
+		{"SmsHourlyBudget", "1000001"},
+		{"SmsHourlyBudget", "-1"},
+		{"SmsPrefixLength", "0"},
+		{"SmsPrefixLength", "16"},
+		{"SmsPrefixAllow", "+86138"},
+		{"SmsPrefixBlock", "86138,"},
+		{"SmsMaxPrice", "0"},
+		{"SmsMaxPrice", "0.00"},
+		{"SmsMaxPrice", "1e-2"},
+		{"SmsMaxPrice", "101"},
 	}
 	for _, r := range refused {
 		p, _ := params[r.param].(map[string]any)
