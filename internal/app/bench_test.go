@@ -30,10 +30,18 @@ const (
 
 // benchApp builds the local service with default limits; every iteration
 // sends from its own IP to its own target, so no limit ever refuses.
-func benchApp(b *testing.B) *app.App {
+func benchApp(b *testing.B, more ...string) *app.App {
 	b.Helper()
 	env := map[string]string{
 		"HMAC_KEY": "dGVzdC1obWFjLWtleS10ZXN0LWhtYWMta2V5LXRlc3QtaG1hYw==",
+		// The SMS pumping counters are kept (each send counts in its
+		// prefix's breaker and a budget shard), but set high enough never
+		// to refuse the benchmark's unverified sends.
+		"SMS_HOURLY_BUDGET":        "1000000",
+		"PUMPING_UNVERIFIED_LIMIT": "1000000",
+	}
+	for i := 0; i+1 < len(more); i += 2 {
+		env[more[i]] = more[i+1]
 	}
 	cfg, err := app.Load(func(k string) string { return env[k] })
 	if err != nil {
@@ -83,8 +91,8 @@ func benchPad8(i int) string {
 	return s
 }
 
-func benchSend(b *testing.B, body func(i int) string) {
-	a := benchApp(b)
+func benchSend(b *testing.B, body func(i int) string, env ...string) {
+	a := benchApp(b, env...)
 	reqs := benchSendRequests(b.N, body)
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -102,6 +110,13 @@ func BenchmarkSendEmail(b *testing.B) { benchSend(b, benchEmailBody) }
 // BenchmarkSendPhone is one accepted send of an SMS code (target ANY): the
 // phone-number library's validation on top of the email path.
 func BenchmarkSendPhone(b *testing.B) { benchSend(b, benchPhoneBody) }
+
+// BenchmarkSendPhoneNoPumping is BenchmarkSendPhone with the SMS pumping
+// defences off: the difference is what the breaker and the budget cost a
+// send in process.
+func BenchmarkSendPhoneNoPumping(b *testing.B) {
+	benchSend(b, benchPhoneBody, "SMS_HOURLY_BUDGET", "0", "PUMPING_UNVERIFIED_LIMIT", "0")
+}
 
 // BenchmarkVerify is one successful verify (a right code, an ES256 token
 // signed). The sends that provide the codes run before the timer starts.
@@ -250,7 +265,32 @@ func benchDynamoStore(b *testing.B) *dynamo.Store {
 	if err != nil {
 		b.Fatal(err)
 	}
+	if err := s.SetPumping(app.Pumping(cfg)); err != nil {
+		b.Fatal(err)
+	}
 	return s
+}
+
+// BenchmarkDynamoReserveSMS is BenchmarkDynamoReserve for an SMS send: the
+// transaction also carries the prefix's breaker item and a budget shard.
+func BenchmarkDynamoReserveSMS(b *testing.B) {
+	s := benchDynamoStore(b)
+	cfg, _ := app.Load(func(string) string { return "" })
+	p := app.Pumping(cfg)
+	now := time.Now()
+	r := verification.Reservation{
+		Handle: "KiSye9XA5NnQQwFfQ2UY9Q", IP: "192.0.2.1", Nonce: "AAECAwQFBgcICQoLDA0ODw",
+		CodeHash: "PwAsSDTFFlQRwikQZdz1lV9gYJAgOVAu7Jte_b5ioQU", Identity: "+8613800138000",
+		Channel: verification.SMS, Target: verification.TargetAny, Now: now, ExpiresAt: now.Add(10 * time.Minute),
+		Prefix: p.Counted("+8613800138000"), CountBudget: true, BudgetShard: 3,
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := s.Reserve(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // BenchmarkDynamoReserve is the DynamoDB store's own CPU cost of a send:

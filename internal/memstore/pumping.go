@@ -21,10 +21,19 @@ type pumping struct {
 func (s *Store) SetPumping(p verification.Pumping) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.pump = pumping{cfg: p, prefixes: map[string]map[int64]verification.PrefixCounts{}}
-	for range p.Shards() {
-		s.pump.shards = append(s.pump.shards, newRing(p.MaxShardCap()))
+	// A shard's ring is made on its first send: a large budget has many.
+	s.pump = pumping{cfg: p, prefixes: map[string]map[int64]verification.PrefixCounts{}, shards: make([]*ring, p.Shards())}
+}
+
+// shard is the ring of budget shard i, nil for none.
+func (p *pumping) shard(r verification.Reservation) *ring {
+	if !r.CountBudget || r.BudgetShard < 0 || r.BudgetShard >= len(p.shards) {
+		return nil
 	}
+	if p.shards[r.BudgetShard] == nil {
+		p.shards[r.BudgetShard] = newRing(p.cfg.MaxShardCap())
+	}
+	return p.shards[r.BudgetShard]
 }
 
 // judge reads the counters r would add to, as they are before it.
@@ -35,8 +44,8 @@ func (p *pumping) judge(r verification.Reservation) verification.PumpingJudgemen
 		j.Counts = p.prefixes[r.Prefix][p.cfg.Bucket(r.Now)]
 		j.State = p.cfg.State(j.Counts)
 	}
-	if r.CountBudget && r.BudgetShard < len(p.shards) {
-		p.cfg.JudgeBudget(&j, p.shards[r.BudgetShard], r.BudgetShard, r.Now)
+	if sh := p.shard(r); sh != nil {
+		p.cfg.JudgeBudget(&j, sh, r.BudgetShard, r.Now)
 	}
 	return j
 }
@@ -46,8 +55,8 @@ func (p *pumping) send(r verification.Reservation) {
 	if r.Prefix != "" {
 		p.add(r.Prefix, r.Now, verification.SendUnverified, verification.SendExcess)
 	}
-	if r.CountBudget && r.BudgetShard < len(p.shards) {
-		p.shards[r.BudgetShard].push(r.Now.UnixMilli())
+	if sh := p.shard(r); sh != nil {
+		sh.push(r.Now.UnixMilli())
 	}
 }
 
