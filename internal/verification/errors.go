@@ -165,7 +165,7 @@ var (
 	ErrTooManyAttempts = &Error{Kind: KindTooManyAttempts, Description: "Too many wrong verification codes; this code is no longer valid, please request a new one"}
 	// ErrDestinationBlocked: the number's prefix is blocked by the pumping
 	// breaker or by the operator.
-	ErrDestinationBlocked = &Error{Kind: KindDestinationBlocked, Description: "SMS to this number range is temporarily unavailable"}
+	ErrDestinationBlocked = &Error{Kind: KindDestinationBlocked, Description: "SMS to this number range is temporarily blocked"}
 	// ErrChannelDisabled: the channel is switched off or has no sender.
 	ErrChannelDisabled = &Error{Kind: KindChannelDisabled, Description: "This sign-in channel is not enabled"}
 )
