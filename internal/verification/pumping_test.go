@@ -25,7 +25,7 @@ func (r *recordingBreaker) Transition(t verification.BreakerTransition) {
 // breaker cases need one per send).
 type seqCaptcha struct{ n int }
 
-func (c *seqCaptcha) Check(tok string, now time.Time) (verification.CaptchaPass, error) {
+func (c *seqCaptcha) Check(tok, _ string, now time.Time) (verification.CaptchaPass, error) {
 	if tok != "good" {
 		return verification.CaptchaPass{}, verification.ErrCaptchaInvalid
 	}
