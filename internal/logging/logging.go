@@ -120,16 +120,6 @@ const (
 	MetricBreakerTrips       = "BreakerTrips"
 )
 
-// MetricNames are every metric this package writes (the template test
-// checks that the alarms and the dashboard name only these).
-func MetricNames() []string {
-	return []string{
-		MetricSendsAccepted, MetricSendsRefused, MetricCaptchaRequired, MetricProviderFailures,
-		MetricOutcomeUnknown, MetricVerifySucceeded, MetricVerifyFailed, MetricStoreUnavailable,
-		MetricSendsReplayed, MetricSMSBudgetExhausted, MetricBreakerTrips,
-	}
-}
-
 // The dimensions of the metrics. Every metric goes out per Service, and per
 // Service and Outcome (refusals by reason); a request whose channel is known
 // also per Service, Channel and Country (sends and verifies by channel and
