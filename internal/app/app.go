@@ -15,20 +15,14 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"github.com/aws/aws-sdk-go-v2/service/sesv2"
-	"github.com/aws/aws-sdk-go-v2/service/sns"
 
 	"github.com/verifykit/verifykit/internal/captcha"
 	"github.com/verifykit/verifykit/internal/config"
-	"github.com/verifykit/verifykit/internal/dynamo"
 	"github.com/verifykit/verifykit/internal/httpapi"
 	"github.com/verifykit/verifykit/internal/logging"
-	"github.com/verifykit/verifykit/internal/memstore"
 	"github.com/verifykit/verifykit/internal/notify"
 	"github.com/verifykit/verifykit/internal/secrets"
 	"github.com/verifykit/verifykit/internal/token"
@@ -115,65 +109,17 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	}
 	limits := Limits(cfg)
 	pumping := Pumping(cfg)
-
-	var store interface {
-		verification.Store
-		verification.Users
-		verification.IdempotencyStore
-		captcha.Store
-	}
-	if cfg.VerificationTable != "" {
-		ac, err := awsConfig()
-		if err != nil {
-			return nil, fmt.Errorf("aws config: %w", err)
-		}
-		db := dynamodb.NewFromConfig(ac, append([]func(*dynamodb.Options){func(d *dynamodb.Options) {
-			d.BaseEndpoint = o.endpoint("dynamodb", d.BaseEndpoint)
-			// Fail closed within the function's budget: three attempts with
-			// short backoffs (the SDK's default cap is 20 s) and a bound on
-			// each attempt, then service_unavailable.
-			d.Retryer = retry.AddWithMaxBackoffDelay(retry.NewStandard(), dynamoMaxBackoff)
-			d.HTTPClient = awshttp.NewBuildableClient().WithTimeout(dynamoAttemptTimeout)
-		}}, o.DynamoOptions...)...)
-		ds, err := dynamo.New(db, cfg.VerificationTable, cfg.UsersTable, limits)
-		if err != nil {
-			return nil, err
-		}
-		if err := ds.SetPumping(pumping); err != nil {
-			return nil, err
-		}
-		store = ds
-	} else {
-		users := make([]string, 0, len(cfg.DevUsers))
-		for _, u := range cfg.DevUsers {
-			addr, err := phones.Parse(u)
-			if err != nil {
-				if addr, err = verification.ParseEmail(u); err != nil {
-					return nil, fmt.Errorf("configuration: DEV_USERS has an entry that is neither a valid phone number nor email: %q", u)
-				}
-			}
-			users = append(users, addr.Identity)
-		}
-		ms := memstore.New(limits, users)
-		ms.SetPumping(pumping)
-		store = ms
-	}
-
-	tmpl, err := notify.NewTemplates(cfg.DefaultLocale)
+	store, err := newStore(cfg, o, awsConfig, phones, limits, pumping)
 	if err != nil {
 		return nil, err
 	}
-	tmpl = tmpl.WithAutofill(notify.Autofill{WebOTPDomain: cfg.WebOTPDomain, AndroidAppHash: cfg.AndroidAppHash, SMSSignature: cfg.SMSSignature})
-	senders, outbox, err := buildSenders(ctx, cfg, tmpl, o, awsConfig)
+	senders, outbox, err := newSenders(ctx, cfg, o, awsConfig)
 	if err != nil {
 		return nil, err
 	}
 	a.Outbox = outbox
+	dev := newDev(cfg, outbox)
 
-	var dev *devCaptchas
-	if outbox != nil {
-		dev = &devCaptchas{}
-	}
 	var metrics *logging.Metrics
 	// Metrics go to CloudWatch through the Lambda log stream; a local server
 	// has nowhere to send them.
@@ -193,19 +139,11 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	// build makes everything that holds a key; a rotation builds it again
 	// around the same store and senders.
 	build := func(keys secrets.Keys) (*httpapi.Handler, error) {
-		captchas, err := captcha.NewService(store, keys.HMAC)
+		captchas, err := newCaptchas(cfg, o, store, keys, dev)
 		if err != nil {
 			return nil, err
 		}
-		captchas.Now, captchas.TTL, captchas.MaxAttempts, captchas.Length = o.Now, cfg.CaptchaTTL, cfg.CaptchaMaxAttempts, cfg.CaptchaLength
-		if dev != nil {
-			captchas.OnIssue = dev.add
-		}
-		var previous []*ecdsa.PublicKey
-		if keys.Previous != nil {
-			previous = append(previous, keys.Previous)
-		}
-		issuer, err := token.NewIssuer(keys.Signing, cfg.TokenIssuer, cfg.TokenAudience, cfg.TokenTTL, previous...)
+		issuer, err := newTokens(cfg, keys)
 		if err != nil {
 			return nil, err
 		}
@@ -229,7 +167,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 
 			Idempotency: store,
 		}
-		h := &httpapi.Handler{
+		return &httpapi.Handler{
 			Verification: svc,
 			Captchas:     captchas,
 			JWKS:         issuer.JWKS(),
@@ -239,13 +177,8 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 			IP:           ipKeys,
 			Metrics:      metrics,
 			Pages:        pages,
-		}
-		if outbox != nil && !cfg.Lambda {
-			h.DevOutbox = func() any {
-				return devSnapshot{Messages: outbox.Messages(), Captchas: dev.list()}
-			}
-		}
-		return h, nil
+			DevOutbox:    dev.outbox(),
+		}, nil
 	}
 	if a.Handler, err = build(keys); err != nil {
 		return nil, err
@@ -266,19 +199,33 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	return a, nil
 }
 
+// newCaptchas builds the image captchas over store, keyed from keys.
+func newCaptchas(cfg *config.Config, o Options, store captcha.Store, keys secrets.Keys, dev *dev) (*captcha.Service, error) {
+	captchas, err := captcha.NewService(store, keys.HMAC)
+	if err != nil {
+		return nil, err
+	}
+	captchas.Now, captchas.TTL, captchas.MaxAttempts, captchas.Length = o.Now, cfg.CaptchaTTL, cfg.CaptchaMaxAttempts, cfg.CaptchaLength
+	captchas.OnIssue = dev.onIssue()
+	return captchas, nil
+}
+
+// newTokens builds the verification_token issuer: it signs with the current
+// key and publishes the previous one, if any, until its tokens expire.
+func newTokens(cfg *config.Config, keys secrets.Keys) (*token.Issuer, error) {
+	var previous []*ecdsa.PublicKey
+	if keys.Previous != nil {
+		previous = append(previous, keys.Previous)
+	}
+	return token.NewIssuer(keys.Signing, cfg.TokenIssuer, cfg.TokenAudience, cfg.TokenTTL, previous...)
+}
+
 func (o Options) endpoint(service string, def *string) *string {
 	if e, ok := o.Endpoints[service]; ok {
 		return &e
 	}
 	return def
 }
-
-// DynamoDB calls take milliseconds; these bound a sick table's cost to about
-// 3 × 2 s, inside the function's 10 s timeout.
-const (
-	dynamoMaxBackoff     = 200 * time.Millisecond
-	dynamoAttemptTimeout = 2 * time.Second
-)
 
 // Limits are the sending rules of the configuration.
 func Limits(cfg *config.Config) verification.Limits {
@@ -320,106 +267,6 @@ func loadKeys(ctx context.Context, cfg *config.Config, o Options, awsConfig func
 		return secrets.Keys{}, fmt.Errorf("aws config: %w", err)
 	}
 	return secrets.FromSecretsManager(ctx, secretsmanager.NewFromConfig(ac, func(c *secretsmanager.Options) { c.BaseEndpoint = o.endpoint("secretsmanager", c.BaseEndpoint) }), cfg.KeysSecretARN)
-}
-
-// buildSenders returns a sender per switched-on channel that has one. A
-// channel without a sender (email in Lambda without EMAIL_FROM) is missing
-// from the map, which the service answers with channel_disabled.
-func buildSenders(ctx context.Context, cfg *config.Config, tmpl *notify.Templates, o Options, awsConfig func() (aws.Config, error)) (map[verification.Channel]verification.Sender, *notify.Outbox, error) {
-	senders := map[verification.Channel]verification.Sender{}
-	var outbox *notify.Outbox
-	newOutbox := func() *notify.Outbox {
-		if outbox == nil {
-			outbox = notify.NewOutbox(tmpl, notify.OutboxOptions{Writer: o.Stdout, Now: o.Now})
-		}
-		return outbox
-	}
-	if cfg.ChannelOn("sms") {
-		switch cfg.SMSSender {
-		case "outbox":
-			senders[verification.SMS] = newOutbox()
-		case "sns":
-			ac, err := awsConfig()
-			if err != nil {
-				return nil, nil, fmt.Errorf("aws config: %w", err)
-			}
-			s, err := notify.NewSNS(sns.NewFromConfig(ac, func(c *sns.Options) { c.BaseEndpoint = o.endpoint("sns", c.BaseEndpoint) }), tmpl, notify.SNSOptions{SenderID: cfg.SMSSenderID, MaxPrice: cfg.SMSMaxPrice})
-			if err != nil {
-				return nil, nil, fmt.Errorf("configuration: SMS_SENDER_ID: %w", err)
-			}
-			senders[verification.SMS] = s
-		}
-	}
-	if cfg.ChannelOn("email") {
-		switch cfg.EmailSender {
-		case "outbox":
-			senders[verification.Email] = newOutbox()
-		case "ses":
-			if cfg.EmailFrom == "" {
-				break // channel_disabled: no identity to send from
-			}
-			ac, err := awsConfig()
-			if err != nil {
-				return nil, nil, fmt.Errorf("aws config: %w", err)
-			}
-			s, err := notify.NewSES(sesv2.NewFromConfig(ac, func(c *sesv2.Options) { c.BaseEndpoint = o.endpoint("sesv2", c.BaseEndpoint) }), tmpl, notify.SESOptions{From: cfg.EmailFrom, ConfigurationSet: cfg.SESConfigurationSet})
-			if err != nil {
-				return nil, nil, fmt.Errorf("configuration: EMAIL_FROM: %w", err)
-			}
-			senders[verification.Email] = s
-		case "smtp":
-			if cfg.EmailFrom == "" {
-				break
-			}
-			url := cfg.SMTPURL
-			if cfg.SMTPURLSecretARN != "" {
-				ac, err := awsConfig()
-				if err != nil {
-					return nil, nil, fmt.Errorf("aws config: %w", err)
-				}
-				if url, err = secrets.String(ctx, secretsmanager.NewFromConfig(ac), cfg.SMTPURLSecretARN); err != nil {
-					return nil, nil, err
-				}
-			}
-			s, err := notify.NewSMTP(tmpl, notify.SMTPOptions{URL: url, From: cfg.EmailFrom})
-			if err != nil {
-				return nil, nil, fmt.Errorf("configuration: SMTP_URL: %w", err)
-			}
-			senders[verification.Email] = s
-		}
-	}
-	return senders, outbox, nil
-}
-
-type devSnapshot struct {
-	Messages []notify.OutboxMessage `json:"messages"`
-	Captchas []devCaptcha           `json:"captchas"`
-}
-
-type devCaptcha struct {
-	Token  string `json:"token"`
-	Answer string `json:"answer"`
-}
-
-// devCaptchas keeps the latest captchas with their answers, for local mode.
-type devCaptchas struct {
-	mu    sync.Mutex
-	items []devCaptcha
-}
-
-func (d *devCaptchas) add(token, answer string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.items = append(d.items, devCaptcha{token, answer})
-	if len(d.items) > 100 {
-		d.items = d.items[len(d.items)-100:]
-	}
-}
-
-func (d *devCaptchas) list() []devCaptcha {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return append([]devCaptcha{}, d.items...)
 }
 
 // Serve runs the local HTTP server until ctx ends.
