@@ -212,12 +212,21 @@ func newCaptchas(cfg *config.Config, o Options, store captcha.Store, keys secret
 
 // newTokens builds the verification_token issuer: it signs with the current
 // key and publishes the previous one, if any, until its tokens expire.
-func newTokens(cfg *config.Config, keys secrets.Keys) (*token.Issuer, error) {
+func newTokens(cfg *config.Config, keys secrets.Keys) (tokens, error) {
 	var previous []*ecdsa.PublicKey
 	if keys.Previous != nil {
 		previous = append(previous, keys.Previous)
 	}
-	return token.NewIssuer(keys.Signing, cfg.TokenIssuer, cfg.TokenAudience, cfg.TokenTTL, previous...)
+	issuer, err := token.NewIssuer(keys.Signing, cfg.TokenIssuer, cfg.TokenAudience, cfg.TokenTTL, previous...)
+	return tokens{issuer}, err
+}
+
+// tokens is the domain's TokenIssuer: it hands package token the plain
+// claims of a verified code, so token imports nothing of the domain.
+type tokens struct{ *token.Issuer }
+
+func (t tokens) Issue(v verification.Verified, now time.Time) (string, error) {
+	return t.Issuer.Issue(token.Verified{Subject: v.Identity, Channel: string(v.Channel), Target: string(v.Target), IsUser: v.IsUser}, now)
 }
 
 func (o Options) endpoint(service string, def *string) *string {

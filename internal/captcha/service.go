@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/verifykit/verifykit/internal/kdf"
 	"github.com/verifykit/verifykit/internal/verification"
 )
 
@@ -77,8 +78,8 @@ func NewService(store Store, master []byte) (*Service, error) {
 	if store == nil {
 		return nil, errors.New("captcha: nil store")
 	}
-	if len(master) < 32 {
-		return nil, errors.New("captcha: HMAC key must be at least 32 bytes")
+	if err := kdf.Check("captcha: HMAC key", master); err != nil {
+		return nil, err
 	}
 	return &Service{
 		Store:       store,
@@ -86,8 +87,8 @@ func NewService(store Store, master []byte) (*Service, error) {
 		TTL:         DefaultTTL,
 		MaxAttempts: DefaultMaxAttempts,
 		Length:      DefaultLength,
-		answerKey:   verification.Derive(master, "captcha answer v1"),
-		passKey:     verification.Derive(master, "captcha token v1"),
+		answerKey:   kdf.Derive(master, "captcha answer v1"),
+		passKey:     kdf.Derive(master, "captcha token v1"),
 	}, nil
 }
 

@@ -16,6 +16,8 @@ import (
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/verifykit/verifykit/internal/kdf"
 )
 
 // Config is the whole configuration. Nothing else reads the environment.
@@ -159,7 +161,7 @@ func Load(getenv func(string) string, checks Checks) (*Config, error) {
 	c.SMSSignature = l.smsSignature("SMS_SIGNATURE")
 	if v := getenv("HMAC_KEY"); v != "" {
 		key, err := base64.StdEncoding.DecodeString(v)
-		if err != nil || len(key) < 32 {
+		if err != nil || kdf.Check("HMAC_KEY", key) != nil {
 			l.fail("HMAC_KEY", "must be base64 of at least 32 bytes")
 		}
 		c.HMACKey = key

@@ -15,8 +15,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/verifykit/verifykit/internal/kdf"
 	"github.com/verifykit/verifykit/internal/token"
-	"github.com/verifykit/verifykit/internal/verification"
 )
 
 // Keys are the service's secrets.
@@ -111,14 +111,14 @@ func FromSecretsManager(ctx context.Context, c SecretGetter, arn string) (Keys, 
 // FromMaster derives both keys from one random master secret (at least 32
 // bytes), so a deployment needs a single generated secret.
 func FromMaster(master []byte) (Keys, error) {
-	if len(master) < 32 {
-		return Keys{}, errors.New("master secret must be at least 32 bytes")
+	if err := kdf.Check("master secret", master); err != nil {
+		return Keys{}, err
 	}
-	signing, err := token.KeyFromSeed(verification.Derive(master, "signing seed v1"))
+	signing, err := token.KeyFromSeed(kdf.Derive(master, "signing seed v1"))
 	if err != nil {
 		return Keys{}, err
 	}
-	return Keys{HMAC: verification.Derive(master, "hmac key v1"), Signing: signing}, nil
+	return Keys{HMAC: kdf.Derive(master, "hmac key v1"), Signing: signing}, nil
 }
 
 // FromValues uses explicit keys (HMAC_KEY, SIGNING_KEY); a missing one is
@@ -126,18 +126,19 @@ func FromMaster(master []byte) (Keys, error) {
 func FromValues(hmacKey []byte, signingPEM string) (Keys, error) {
 	var k Keys
 	switch {
-	case len(hmacKey) >= 32:
-		k.HMAC = hmacKey
 	case len(hmacKey) == 0:
-		k.HMAC, k.Generated = make([]byte, 32), true
+		k.HMAC, k.Generated = make([]byte, kdf.MinLen), true
 		if _, err := rand.Read(k.HMAC); err != nil {
 			return Keys{}, err
 		}
 	default:
-		return Keys{}, errors.New("HMAC key must be at least 32 bytes")
+		if err := kdf.Check("HMAC key", hmacKey); err != nil {
+			return Keys{}, err
+		}
+		k.HMAC = hmacKey
 	}
 	if signingPEM == "" {
-		seed := make([]byte, 32)
+		seed := make([]byte, kdf.MinLen)
 		if _, err := rand.Read(seed); err != nil {
 			return Keys{}, err
 		}

@@ -23,7 +23,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"github.com/verifykit/verifykit/internal/verification"
+	"github.com/verifykit/verifykit/internal/kdf"
 )
 
 // Claims are the claims of a verification_token.
@@ -36,6 +36,19 @@ type Claims struct {
 	Target string `json:"target"`
 	// IsUser says whether a user existed for the subject at the send.
 	IsUser bool `json:"is_user"`
+}
+
+// Verified is what a token asserts, in plain values: the package knows no
+// type of the service that issues it, so a consumer imports nothing more.
+type Verified struct {
+	// Subject is the E.164 phone number or the lower-case email.
+	Subject string
+	// Channel is "sms" or "email".
+	Channel string
+	// Target is the target of the send: ANY, USER or NOT_USER.
+	Target string
+	// IsUser says whether a user existed for the subject at the send.
+	IsUser bool
 }
 
 // Issuer signs verification tokens.
@@ -103,8 +116,8 @@ func (i *Issuer) KeyID() string { return i.kid }
 // then any previous one), to serve as is.
 func (i *Issuer) JWKS() []byte { return i.jwks }
 
-// Issue signs a token for a verified code.
-func (i *Issuer) Issue(v verification.Verified, now time.Time) (string, error) {
+// Issue signs a token asserting v, valid from now for the issuer's TTL.
+func (i *Issuer) Issue(v Verified, now time.Time) (string, error) {
 	id := make([]byte, 16)
 	if _, err := rand.Read(id); err != nil {
 		return "", err
@@ -113,13 +126,13 @@ func (i *Issuer) Issue(v verification.Verified, now time.Time) (string, error) {
 		Claims: jwt.Claims{
 			Issuer:   i.issuer,
 			Audience: jwt.Audience{i.audience},
-			Subject:  v.Identity,
+			Subject:  v.Subject,
 			IssuedAt: jwt.NewNumericDate(now),
 			Expiry:   jwt.NewNumericDate(now.Add(i.ttl)),
 			ID:       base64.RawURLEncoding.EncodeToString(id),
 		},
-		Channel: string(v.Channel),
-		Target:  string(v.Target),
+		Channel: v.Channel,
+		Target:  v.Target,
 		IsUser:  v.IsUser,
 	}
 	return jwt.Signed(i.signer).Claims(c).Serialize()
@@ -204,11 +217,11 @@ func (v *Validator) Validate(token string, now time.Time) (*Claims, error) {
 // serves the same JWKS. The scalar is HMAC-derived and retried with a counter
 // until it falls in [1, n-1], which keeps it uniform.
 func KeyFromSeed(seed []byte) (*ecdsa.PrivateKey, error) {
-	if len(seed) < 32 {
-		return nil, errors.New("signing seed must be at least 32 bytes")
+	if err := kdf.Check("signing seed", seed); err != nil {
+		return nil, err
 	}
 	for i := 0; i < 100; i++ {
-		d := verification.Derive(seed, fmt.Sprintf("es256 signing key v1 %d", i))
+		d := kdf.Derive(seed, fmt.Sprintf("es256 signing key v1 %d", i))
 		if k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), d); err == nil {
 			return k, nil
 		}

@@ -17,7 +17,6 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/verifykit/verifykit/internal/token"
-	"github.com/verifykit/verifykit/internal/verification"
 )
 
 var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -35,8 +34,8 @@ func newIssuer(t *testing.T, seed string) *token.Issuer {
 	return iss
 }
 
-var verified = verification.Verified{
-	Record: verification.Record{Identity: "+8613800138000", Channel: verification.SMS, Target: verification.TargetNotUser},
+var verified = token.Verified{
+	Subject: "+8613800138000", Channel: "sms", Target: "NOT_USER",
 	IsUser: false,
 }
 

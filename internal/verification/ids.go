@@ -10,6 +10,8 @@ import (
 	"errors"
 	"hash"
 	"sync"
+
+	"github.com/verifykit/verifykit/internal/kdf"
 )
 
 // Keys derives every keyed hash of the domain from one server secret, each
@@ -21,25 +23,18 @@ type Keys struct {
 
 // NewKeys derives the domain's keys from master (at least 32 bytes).
 func NewKeys(master []byte) (*Keys, error) {
-	if len(master) < 32 {
-		return nil, errors.New("HMAC key must be at least 32 bytes")
+	if err := kdf.Check("HMAC key", master); err != nil {
+		return nil, err
 	}
 	return &Keys{
-		code:   newKeyedMAC(Derive(master, "verification code v1")),
-		handle: newKeyedMAC(Derive(master, "target handle v1")),
-		pad:    newKeyedMAC(Derive(master, "verification id pad v1")),
-		tag:    newKeyedMAC(Derive(master, "verification id tag v1")),
+		code:   newKeyedMAC(kdf.Derive(master, "verification code v1")),
+		handle: newKeyedMAC(kdf.Derive(master, "target handle v1")),
+		pad:    newKeyedMAC(kdf.Derive(master, "verification id pad v1")),
+		tag:    newKeyedMAC(kdf.Derive(master, "verification id tag v1")),
 
-		idemKey:  newKeyedMAC(Derive(master, "idempotency key v1")),
-		idemBody: newKeyedMAC(Derive(master, "idempotency body v1")),
+		idemKey:  newKeyedMAC(kdf.Derive(master, "idempotency key v1")),
+		idemBody: newKeyedMAC(kdf.Derive(master, "idempotency body v1")),
 	}, nil
-}
-
-// Derive returns HMAC-SHA-256(master, label): a subkey for one purpose.
-func Derive(master []byte, label string) []byte {
-	m := hmac.New(sha256.New, master)
-	m.Write([]byte(label))
-	return m.Sum(nil)
 }
 
 // keyedMAC computes HMAC-SHA-256 under one key. Building an HMAC (two
