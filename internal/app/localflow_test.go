@@ -13,6 +13,7 @@ import (
 
 	"github.com/verifykit/verifykit/internal/apptest"
 	"github.com/verifykit/verifykit/internal/token"
+	"github.com/verifykit/verifykit/internal/verification"
 )
 
 // TestLocalFlow is the README's walkthrough over real HTTP against the local
@@ -27,7 +28,7 @@ func TestLocalFlow(t *testing.T) {
 	l.Close()
 	s := apptest.New(t, map[string]string{"ADDR": addr, "DEV_USERS": "existing@example.com"})
 	s.Handler.Now = time.Now
-	s.Handler.Verification.Now = time.Now
+	s.Handler.Verification.(*verification.Service).Now = time.Now
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx) }()

@@ -44,6 +44,15 @@ type Response struct {
 	Body   []byte
 }
 
+// Verifications sends and verifies codes: package verification's Service,
+// or a fake in this package's tests.
+type Verifications interface {
+	Send(ctx context.Context, req verification.SendRequest) (verification.SendResult, verification.Address, error)
+	Verify(ctx context.Context, req verification.VerifyRequest) (verification.VerifyResult, error)
+	// RememberAnswer keeps the answer of a send with an Idempotency-Key.
+	RememberAnswer(ctx context.Context, t *verification.IdempotencyTicket, a verification.Answer) error
+}
+
 // Captchas issues and solves image captchas.
 type Captchas interface {
 	New(ctx context.Context, ip string) (captcha.Image, error)
@@ -52,7 +61,7 @@ type Captchas interface {
 
 // Handler serves every route of the API.
 type Handler struct {
-	Verification *verification.Service
+	Verification Verifications
 	Captchas     Captchas
 	JWKS         []byte
 	// DevOutbox, when set (local mode with the outbox sender only), serves

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/verifykit/verifykit/internal/apptest"
+	"github.com/verifykit/verifykit/internal/captcha"
 	"github.com/verifykit/verifykit/internal/logging"
 )
 
@@ -98,20 +99,27 @@ func checkEnvelope(t *testing.T, status int, hdr map[string]string, body map[str
 }
 
 func TestEmptyCaptchaBodyIsEmptyObject(t *testing.T) {
-	s := apptest.New(t, nil)
+	c := &fakeCaptchas{new: func(ip string) (captcha.Image, error) {
+		return captcha.Image{Data: "data:image/png;base64,AAAA", Token: "tok", ExpiresIn: 300}, nil
+	}}
+	h, _ := fakeHandler(t, nil, c)
 	for _, body := range []string{"", "{}", `{"client_id":"x"}`} {
-		status, _, resp := s.Do(t, "POST", "/auth/v1/captcha/data", "203.0.113.9", body, nil)
+		status, _, resp := call(t, h, "POST", "/auth/v1/captcha/data", "203.0.113.9", body, nil, nil)
 		if status != 200 || resp["type"] != "image" || !strings.HasPrefix(resp["data"].(string), "data:image/png;base64,") {
 			t.Fatalf("body %q: %d %v", body, status, resp)
 		}
 	}
-	if status, _, resp := s.Do(t, "POST", "/auth/v1/captcha/data", "203.0.113.9", "[]", nil); status != 400 || resp["error"] != "invalid_request" {
+	c.new = nil // a refused body reaches no captcha
+	if status, _, resp := call(t, h, "POST", "/auth/v1/captcha/data", "203.0.113.9", "[]", nil, nil); status != 400 || resp["error"] != "invalid_request" {
 		t.Fatalf("body []: %d %v", status, resp)
 	}
 }
 
+// TestRouting runs over fakes that fail the test if reached: a request to
+// no route, or with the wrong method, gets no further than the router.
 func TestRouting(t *testing.T) {
-	s := apptest.New(t, nil)
+	h, _ := fakeHandler(t, nil, nil)
+	h.DevOutbox = nil // as in Lambda
 	tests := []struct {
 		method, path string
 		want         int
@@ -126,7 +134,7 @@ func TestRouting(t *testing.T) {
 		{"GET", "/AUTH/V1/VERIFICATION", 404, "not_found"},
 	}
 	for _, tt := range tests {
-		status, hdr, body := s.Do(t, tt.method, tt.path, "203.0.113.9", "{}", nil)
+		status, hdr, body := call(t, h, tt.method, tt.path, "203.0.113.9", "{}", nil, nil)
 		if status != tt.want {
 			t.Fatalf("%s %s: %d, want %d", tt.method, tt.path, status, tt.want)
 		}
@@ -135,8 +143,7 @@ func TestRouting(t *testing.T) {
 			t.Fatalf("%s %s: no Allow header", tt.method, tt.path)
 		}
 	}
-	s.Handler.DevOutbox = nil // as in Lambda
-	if status, _, _ := s.Do(t, "GET", "/dev/outbox", "203.0.113.9", "", nil); status != 404 {
+	if status, _, _ := call(t, h, "GET", "/dev/outbox", "203.0.113.9", "", nil, nil); status != 404 {
 		t.Fatalf("/dev/outbox without the outbox: %d, want 404", status)
 	}
 }
