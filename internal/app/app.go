@@ -201,13 +201,13 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 
 // newCaptchas builds the image captchas over store, keyed from keys.
 func newCaptchas(cfg *config.Config, o Options, store captcha.Store, keys secrets.Keys, dev *dev) (*captcha.Service, error) {
-	captchas, err := captcha.NewService(store, keys.HMAC)
-	if err != nil {
-		return nil, err
-	}
-	captchas.Now, captchas.TTL, captchas.MaxAttempts, captchas.Length = o.Now, cfg.CaptchaTTL, cfg.CaptchaMaxAttempts, cfg.CaptchaLength
-	captchas.OnIssue = dev.onIssue()
-	return captchas, nil
+	return captcha.NewService(store, keys.HMAC, captcha.Options{
+		Now:         o.Now,
+		TTL:         cfg.CaptchaTTL,
+		MaxAttempts: cfg.CaptchaMaxAttempts,
+		Length:      cfg.CaptchaLength,
+		OnIssue:     dev.onIssue(),
+	})
 }
 
 // newTokens builds the verification_token issuer: it signs with the current

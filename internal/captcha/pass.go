@@ -33,18 +33,15 @@ const (
 // passLen is the exact length of every valid captcha_token.
 var passLen = len(passPrefix) + base64.RawURLEncoding.EncodedLen(passRawLen)
 
-// mint returns a new captcha_token for the IP key ip, valid for s.TTL from
+// mint returns a new captcha_token for the IP key ip, valid for s.ttl from
 // now. Its expiry is rounded up to the next whole second, so the token never
 // lives shorter than the expires_in the client was told.
 func (s *Service) mint(now time.Time, ip string) (string, error) {
-	if len(s.passKey) == 0 {
-		return "", errNotBuilt
-	}
 	raw := make([]byte, passRawLen)
 	if _, err := rand.Read(raw[:idLen]); err != nil {
 		return "", fmt.Errorf("captcha: token id: %w", err)
 	}
-	exp := now.Add(s.TTL)
+	exp := now.Add(s.ttl)
 	sec := exp.Unix()
 	if exp.Nanosecond() != 0 {
 		sec++

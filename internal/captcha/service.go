@@ -37,28 +37,14 @@ const (
 const idLen = 16
 
 // Service issues and solves image captchas and checks captcha tokens. It
-// implements verification.CaptchaTokens. Build it with NewService; the
-// exported fields may be changed before first use, never concurrently with
-// it.
+// implements verification.CaptchaTokens. Build it with NewService.
 type Service struct {
-	// Store keeps the challenges.
-	Store Store
-	// Now is the clock; tests inject a fixed one.
-	Now func() time.Time
-	// TTL is the validity of an image and of the captcha_token it yields.
-	TTL time.Duration
-	// MaxAttempts is the number of answers a challenge takes: each is
-	// counted before it is compared, and the challenge dies when they are
-	// spent without a right one (CAPTCHA_MAX_ATTEMPTS).
-	MaxAttempts int
-	// Length is the number of characters an image shows, MinLength to
-	// MaxLength (CAPTCHA_LENGTH).
-	Length int
-	// OnIssue, when set, receives every issued image token with its answer.
-	// It exists only for local development (the /dev/outbox lists captchas
-	// with their answers); production wiring leaves it nil. The answer is
-	// never logged or returned anywhere else.
-	OnIssue func(token, answer string)
+	store       Store
+	now         func() time.Time
+	ttl         time.Duration // of an image and of the captcha_token it yields
+	maxAttempts int           // answers a challenge takes
+	length      int           // characters an image shows
+	onIssue     func(token, answer string)
 
 	answerKey []byte // HMAC key of the stored answer hashes
 	passKey   []byte // HMAC key of the captcha_token tags
@@ -66,30 +52,62 @@ type Service struct {
 
 var _ verification.CaptchaTokens = (*Service)(nil)
 
-// errNotBuilt guards against a Service literal: without keys every hash and
-// tag would be computed with an empty key, which anyone can reproduce.
-var errNotBuilt = errors.New("captcha: Service not built with NewService")
+// Options are a Service's settings; a zero field takes its default.
+type Options struct {
+	// Now is the clock; time.Now if nil. Tests inject a fixed one.
+	Now func() time.Time
+	// TTL is the validity of an image and of the captcha_token it yields;
+	// DefaultTTL if zero.
+	TTL time.Duration
+	// MaxAttempts is the number of answers a challenge takes: each is
+	// counted before it is compared, and the challenge dies when they are
+	// spent without a right one (CAPTCHA_MAX_ATTEMPTS); DefaultMaxAttempts
+	// if zero.
+	MaxAttempts int
+	// Length is the number of characters an image shows, MinLength to
+	// MaxLength (CAPTCHA_LENGTH); DefaultLength if zero.
+	Length int
+	// OnIssue, when set, receives every issued image token with its answer.
+	// It exists only for local development (the /dev/outbox lists captchas
+	// with their answers); production wiring leaves it nil. The answer is
+	// never logged or returned anywhere else.
+	OnIssue func(token, answer string)
+}
 
 // NewService returns a Service over store with keys derived from master (the
-// server's HMAC secret, at least 32 bytes) and the default clock, TTL and
-// attempt limit. Each key is derived under its own label, so neither can be
-// confused with the other or with a key of package verification.
-func NewService(store Store, master []byte) (*Service, error) {
+// server's HMAC secret, at least 32 bytes) and the settings of o. Each key
+// is derived under its own label, so neither can be confused with the other
+// or with a key of package verification.
+func NewService(store Store, master []byte, o Options) (*Service, error) {
 	if store == nil {
 		return nil, errors.New("captcha: nil store")
 	}
 	if err := kdf.Check("captcha: HMAC key", master); err != nil {
 		return nil, err
 	}
-	return &Service{
-		Store:       store,
-		Now:         time.Now,
-		TTL:         DefaultTTL,
-		MaxAttempts: DefaultMaxAttempts,
-		Length:      DefaultLength,
+	s := &Service{
+		store:       store,
+		now:         o.Now,
+		ttl:         o.TTL,
+		maxAttempts: o.MaxAttempts,
+		length:      o.Length,
+		onIssue:     o.OnIssue,
 		answerKey:   kdf.Derive(master, "captcha answer v1"),
 		passKey:     kdf.Derive(master, "captcha token v1"),
-	}, nil
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.ttl == 0 {
+		s.ttl = DefaultTTL
+	}
+	if s.maxAttempts == 0 {
+		s.maxAttempts = DefaultMaxAttempts
+	}
+	if s.length == 0 {
+		s.length = DefaultLength
+	}
+	return s, nil
 }
 
 // Image is an issued captcha, the body of POST /auth/v1/captcha/data.
@@ -114,10 +132,7 @@ type Pass struct {
 // answer and returns the image with its token. Each image spends one of the
 // IP key's rolling budget (rate_limit_exceeded past it).
 func (s *Service) New(ctx context.Context, ip string) (Image, error) {
-	if len(s.answerKey) == 0 {
-		return Image{}, errNotBuilt
-	}
-	answer, pic, err := render(s.Length)
+	answer, pic, err := render(s.length)
 	if err != nil {
 		return Image{}, fmt.Errorf("captcha: draw: %w", err)
 	}
@@ -126,11 +141,11 @@ func (s *Service) New(ctx context.Context, ip string) (Image, error) {
 		return Image{}, fmt.Errorf("captcha: token: %w", err)
 	}
 	id := base64.RawURLEncoding.EncodeToString(raw)
-	now := s.Now()
-	err = s.Store.PutChallenge(ctx, Challenge{
+	now := s.now()
+	err = s.store.PutChallenge(ctx, Challenge{
 		ID:         id,
 		AnswerHash: s.answerHash(id, answer),
-		ExpiresAt:  now.Add(s.TTL),
+		ExpiresAt:  now.Add(s.ttl),
 		IP:         ip,
 		Now:        now,
 	})
@@ -140,13 +155,13 @@ func (s *Service) New(ctx context.Context, ip string) (Image, error) {
 		}
 		return Image{}, fmt.Errorf("captcha: store: %w", err)
 	}
-	if s.OnIssue != nil {
-		s.OnIssue(id, answer)
+	if s.onIssue != nil {
+		s.onIssue(id, answer)
 	}
 	return Image{
 		Data:      "data:image/png;base64," + base64.StdEncoding.EncodeToString(pic),
 		Token:     id,
-		ExpiresIn: seconds(s.TTL),
+		ExpiresIn: seconds(s.ttl),
 	}, nil
 }
 
@@ -158,9 +173,6 @@ func (s *Service) New(ctx context.Context, ip string) (Image, error) {
 // captcha_used for one solved before. Store failures pass through wrapped
 // (ErrUnavailable stays recognisable).
 func (s *Service) Solve(ctx context.Context, token, key, ip string) (Pass, error) {
-	if len(s.answerKey) == 0 {
-		return Pass{}, errNotBuilt
-	}
 	// A token that is not one we could have issued cannot name a challenge:
 	// refuse it without a database call.
 	if !validID(token) {
@@ -172,12 +184,12 @@ func (s *Service) Solve(ctx context.Context, token, key, ip string) (Pass, error
 	if key == "" {
 		return Pass{}, refusal(verification.KindInvalidCaptcha, nil)
 	}
-	now := s.Now()
-	err := s.Store.SolveChallenge(ctx, Solve{
+	now := s.now()
+	err := s.store.SolveChallenge(ctx, Solve{
 		ID:          token,
 		AnswerHash:  s.answerHash(token, key),
 		Now:         now,
-		MaxAttempts: s.MaxAttempts,
+		MaxAttempts: s.maxAttempts,
 	})
 	switch {
 	case err == nil:
@@ -194,7 +206,7 @@ func (s *Service) Solve(ctx context.Context, token, key, ip string) (Pass, error
 	if err != nil {
 		return Pass{}, err
 	}
-	return Pass{Token: pass, ExpiresIn: seconds(s.TTL)}, nil
+	return Pass{Token: pass, ExpiresIn: seconds(s.ttl)}, nil
 }
 
 // answerHash is HMAC-SHA-256(answerKey, id || fold(answer)), base64url. The

@@ -107,35 +107,40 @@ func testMaster(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
 func newTest(t *testing.T) (*Service, *fakeStore, *clock, map[string]string) {
 	t.Helper()
 	st := newFakeStore()
-	s, err := NewService(st, testMaster(1))
-	if err != nil {
-		t.Fatal(err)
-	}
 	clk := &clock{t: t0}
-	s.Now = clk.Now
 	answers := map[string]string{}
 	var mu sync.Mutex
-	s.OnIssue = func(token, answer string) {
+	s, err := NewService(st, testMaster(1), Options{Now: clk.Now, OnIssue: func(token, answer string) {
 		mu.Lock()
 		defer mu.Unlock()
 		answers[token] = answer
+	}})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return s, st, clk, answers
 }
 
 func TestNewService(t *testing.T) {
-	if _, err := NewService(newFakeStore(), make([]byte, 31)); err == nil {
+	if _, err := NewService(newFakeStore(), make([]byte, 31), Options{}); err == nil {
 		t.Error("31-byte master: got no error, want one")
 	}
-	if _, err := NewService(nil, testMaster(1)); err == nil {
+	if _, err := NewService(nil, testMaster(1), Options{}); err == nil {
 		t.Error("nil store: got no error, want one")
 	}
-	s, err := NewService(newFakeStore(), testMaster(1))
+	s, err := NewService(newFakeStore(), testMaster(1), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.TTL != 300*time.Second || s.MaxAttempts != 3 || s.Now == nil {
-		t.Errorf("defaults: got TTL %v, MaxAttempts %d; want 5m0s, 3", s.TTL, s.MaxAttempts)
+	if s.ttl != 300*time.Second || s.maxAttempts != 3 || s.length != DefaultLength || s.now == nil {
+		t.Errorf("defaults: got TTL %v, MaxAttempts %d, Length %d; want 5m0s, 3, %d", s.ttl, s.maxAttempts, s.length, DefaultLength)
+	}
+	s, err = NewService(newFakeStore(), testMaster(1), Options{TTL: time.Minute, MaxAttempts: 5, Length: MinLength})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.ttl != time.Minute || s.maxAttempts != 5 || s.length != MinLength {
+		t.Errorf("options: got TTL %v, MaxAttempts %d, Length %d; want 1m0s, 5, %d", s.ttl, s.maxAttempts, s.length, MinLength)
 	}
 }
 
@@ -409,17 +414,6 @@ func TestAnswerHashBoundToID(t *testing.T) {
 	}
 }
 
-func TestZeroServiceRefuses(t *testing.T) {
-	s := &Service{Store: newFakeStore(), Now: time.Now, TTL: time.Minute, MaxAttempts: 3}
-	if _, err := s.New(context.Background(), testIP); err == nil {
-		t.Error("New on a Service literal: got no error")
-	}
-	tok := base64.RawURLEncoding.EncodeToString(make([]byte, 16))
-	if _, err := s.Solve(context.Background(), tok, "AAAAA", testIP); err == nil {
-		t.Error("Solve on a Service literal: got no error")
-	}
-}
-
 // The drawing library picks the answer with math/rand's top-level
 // functions; they must not be seedable (Go >= 1.24 makes rand.Seed a no-op),
 // or the library's rand.Seed(time.Now().UnixNano()) would make answers
@@ -437,8 +431,8 @@ func TestAnswerIsNotSeeded(t *testing.T) {
 func TestConcurrentNewAndSolve(t *testing.T) {
 	s, _, _, answers := newTest(t)
 	var mu sync.Mutex
-	issue := s.OnIssue
-	s.OnIssue = func(token, answer string) {
+	issue := s.onIssue
+	s.onIssue = func(token, answer string) {
 		mu.Lock()
 		defer mu.Unlock()
 		issue(token, answer)
@@ -471,7 +465,7 @@ func TestConcurrentNewAndSolve(t *testing.T) {
 
 func BenchmarkNew(b *testing.B) {
 	st := newFakeStore()
-	s, err := NewService(st, testMaster(1))
+	s, err := NewService(st, testMaster(1), Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -488,7 +482,7 @@ func TestLength(t *testing.T) {
 	for _, n := range []int{MinLength, DefaultLength, MaxLength} {
 		t.Run(strconv.Itoa(n), func(t *testing.T) {
 			s, _, _, answers := newTest(t)
-			s.Length = n
+			s.length = n
 			img, err := s.New(context.Background(), testIP)
 			if err != nil {
 				t.Fatal(err)
@@ -505,7 +499,7 @@ func TestLength(t *testing.T) {
 	}
 	for _, n := range []int{0, MinLength - 1, MaxLength + 1} {
 		s, st, _, _ := newTest(t)
-		s.Length = n
+		s.length = n
 		if _, err := s.New(context.Background(), testIP); err == nil {
 			t.Errorf("length %d: got an image, want an error", n)
 		}

@@ -43,12 +43,11 @@ func run(path string) error {
 	if _, err := rand.Read(master); err != nil {
 		return err
 	}
-	s, err := captcha.NewService(discard{}, master)
+	var answer string
+	s, err := captcha.NewService(discard{}, master, captcha.Options{OnIssue: func(_, a string) { answer = a }})
 	if err != nil {
 		return err
 	}
-	var answer string
-	s.OnIssue = func(_, a string) { answer = a }
 	img, err := s.New(context.Background(), "")
 	if err != nil {
 		return err
