@@ -217,7 +217,7 @@ func newTokens(cfg *config.Config, keys secrets.Keys) (tokens, error) {
 	if keys.Previous != nil {
 		previous = append(previous, keys.Previous)
 	}
-	issuer, err := token.NewIssuer(keys.Signing, cfg.TokenIssuer, cfg.TokenAudience, cfg.TokenTTL, previous...)
+	issuer, err := token.NewIssuer(keys.Signing, token.IssuerOptions{Issuer: cfg.TokenIssuer, Audience: cfg.TokenAudience, TTL: cfg.TokenTTL, Previous: previous})
 	return tokens{issuer}, err
 }
 

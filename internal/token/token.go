@@ -62,19 +62,27 @@ type Issuer struct {
 	jwks     []byte
 }
 
+// IssuerOptions are what an Issuer writes into its tokens, and what it
+// publishes besides its own key.
+type IssuerOptions struct {
+	Issuer   string        // the "iss" claim
+	Audience string        // the one "aud" value
+	TTL      time.Duration // from "iat" to "exp"
+	// Previous are keys signed with before a rotation: the JWKS keeps
+	// publishing them, so tokens they signed still validate until they
+	// expire, but nothing new is signed with them.
+	Previous []*ecdsa.PublicKey
+}
+
 // NewIssuer returns an issuer signing with key. The key id is the key's
 // RFC 7638 thumbprint, so a rotated key gets a new kid by itself.
-//
-// previous are keys signed with before a rotation: the JWKS keeps publishing
-// them, so tokens they signed still validate until they expire, but nothing
-// new is signed with them.
-func NewIssuer(key *ecdsa.PrivateKey, issuer, audience string, ttl time.Duration, previous ...*ecdsa.PublicKey) (*Issuer, error) {
+func NewIssuer(key *ecdsa.PrivateKey, o IssuerOptions) (*Issuer, error) {
 	pub, err := publicJWK(&key.PublicKey)
 	if err != nil {
 		return nil, err
 	}
 	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}}
-	for _, p := range previous {
+	for _, p := range o.Previous {
 		if p == nil || p.Equal(&key.PublicKey) {
 			continue
 		}
@@ -95,7 +103,7 @@ func NewIssuer(key *ecdsa.PrivateKey, issuer, audience string, ttl time.Duration
 	if err != nil {
 		return nil, err
 	}
-	return &Issuer{key: key, signer: signer, kid: pub.KeyID, issuer: issuer, audience: audience, ttl: ttl, jwks: jwks}, nil
+	return &Issuer{key: key, signer: signer, kid: pub.KeyID, issuer: o.Issuer, audience: o.Audience, ttl: o.TTL, jwks: jwks}, nil
 }
 
 // publicJWK is the published form of a public key, its kid the thumbprint.

@@ -27,7 +27,7 @@ func newIssuer(t *testing.T, seed string) *token.Issuer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	iss, err := token.NewIssuer(key, "verifykit", "my-app", 600*time.Second)
+	iss, err := token.NewIssuer(key, token.IssuerOptions{Issuer: "verifykit", Audience: "my-app", TTL: 600 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func TestRotation(t *testing.T) {
 	old, cur := newIssuer(t, "a"), newIssuer(t, "b")
 	oldKey, _ := token.KeyFromSeed([]byte(strings.Repeat("a", 32)))
 	newKey, _ := token.KeyFromSeed([]byte(strings.Repeat("b", 32)))
-	rotated, err := token.NewIssuer(newKey, "verifykit", "my-app", 600*time.Second, &oldKey.PublicKey, &newKey.PublicKey)
+	rotated, err := token.NewIssuer(newKey, token.IssuerOptions{Issuer: "verifykit", Audience: "my-app", TTL: 600 * time.Second, Previous: []*ecdsa.PublicKey{&oldKey.PublicKey, &newKey.PublicKey}})
 	if err != nil {
 		t.Fatal(err)
 	}
