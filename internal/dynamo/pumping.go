@@ -269,16 +269,16 @@ func (s *Store) pumpingRefusal(r verification.Reservation, at pumpAt, reasons []
 // verified for its prefix, for the verify's own transaction; false when the
 // code is not an SMS or its prefix is not counted. It has no condition: a
 // verified code only ever helps its prefix.
-func (s *Store) verifiedItem(identity string, ch verification.Channel, now time.Time) (txItem, bool) {
+func (s *Store) verifiedItem(identity string, ch verification.Channel, now time.Time) (types.TransactWriteItem, bool) {
 	e := s.pump
 	if e == nil || ch != verification.SMS {
-		return txItem{}, false
+		return types.TransactWriteItem{}, false
 	}
 	prefix := e.cfg.Counted(identity)
 	if prefix == "" {
-		return txItem{}, false
+		return types.TransactWriteItem{}, false
 	}
-	return txItem{raw: &types.Update{
+	return types.TransactWriteItem{Update: &types.Update{
 		TableName:                 s.table,
 		Key:                       key(prefixPrefix + prefix),
 		UpdateExpression:          e.prefixUpdate,
