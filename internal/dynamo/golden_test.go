@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -118,6 +119,51 @@ func TestWireRequests(t *testing.T) {
 		if err := s.Reserve(ctx, r); verification.KindOf(err) != verification.KindUserNotFound {
 			t.Fatalf("user refusal: got %v", err)
 		}
+	}
+
+	// With the SMS pumping defences: a send with the breaker and a full
+	// budget shard, one with a token and a shard of one fewer slot, a right
+	// SMS code that counts as verified; and the idempotency writes.
+	p := verification.Pumping{Budget: 50, PrefixLength: 7, UnverifiedLimit: 20, Window: time.Hour}
+	if err := s.SetPumping(p); err != nil {
+		t.Fatal(err)
+	}
+	sms := r
+	sms.Channel, sms.Identity, sms.Prefix, sms.CountBudget = verification.SMS, "+8613800138000", "8613800", true
+	smsToken := sms
+	smsToken.CaptchaID, smsToken.BudgetShard = "k", p.Shards()-1
+	if p.ShardCap(smsToken.BudgetShard) >= p.MaxShardCap() {
+		t.Fatal("want a shard of one fewer slot")
+	}
+	keyed := verification.IdempotentSend{ID: "i", Fingerprint: "f", Owner: "n", Now: now, LeaseUntil: now.Add(time.Minute), KeepUntil: now.Add(time.Hour)}
+	sms.Idempotency = &keyed
+	for _, r := range []verification.Reservation{sms, smsToken} {
+		if err := s.Reserve(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _ = s.Consume(ctx, verification.Attempt{Handle: "h", Nonce: "n", CodeHash: "c", IP: "ip1", Now: now, MaxAttempts: 5})
+	for _, claimed := range []bool{true, false} {
+		rec := verification.IdempotencyRecord{IdempotentSend: keyed, Claimed: claimed, Answer: verification.Answer{Status: 200, Body: []byte("{}"), RetryAfter: 1}}
+		if err := s.RememberAnswer(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.ReleaseKey(ctx, keyed); err != nil {
+		t.Fatal(err)
+	}
+
+	// The shared parts are as New made them: no request wrote them.
+	fresh, err := New(db, "codes", "users", smallLimits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.SetPumping(p); err != nil {
+		t.Fatal(err)
+	}
+	fresh.pump.names.Store(s.pump.names.Load()) // the cache of the latest bucket
+	if !reflect.DeepEqual(s, fresh) {
+		t.Error("the store's expressions changed while it served requests")
 	}
 
 	var out bytes.Buffer
