@@ -7,7 +7,6 @@ import (
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/verifykit/verifykit/internal/captcha"
@@ -22,64 +21,47 @@ type challengeItem struct {
 	UsedAt     *int64 `dynamodbav:"used_at"` // nil until solved
 }
 
-// prepareCaptcha builds the expressions of captcha tokens and challenges.
-func (s *Store) prepareCaptcha() (err error) {
+// prepareCaptcha writes the expressions of captcha challenges.
+func (s *Store) prepareCaptcha() {
 	// A challenge is a new item: the item must not exist yet (why, at
 	// PutChallenge).
-	if s.absent, err = prepare("put", expression.NewBuilder().
-		WithCondition(expression.Name(attrPK).AttributeNotExists())); err != nil {
-		return err
-	}
+	s.absent = newExpr("", "attribute_not_exists (#pk)", "", nil)
 	// The IP key's image budget: the oldest of its last CaptchaIPCap images
 	// must have left the window.
-	if s.captchaIP, err = prepareBudget("put challenge", s.limits.CaptchaIPCap); err != nil {
-		return err
-	}
+	s.captchaIP = budget(s.limits.CaptchaIPCap)
 
 	// Count first, then compare: an answer is counted while the challenge is
 	// alive (unsolved, attempts left, not expired - TTL deletion lags), and
 	// only a counted answer is compared, so a burst of answers has at most
 	// MaxAttempts compared. A missing item fails the test, so nothing is
 	// created.
-	s.countSolve, err = prepare("solve challenge", expression.NewBuilder().
-		WithUpdate(expression.Set(expression.Name(attrAttempts), expression.Name(attrAttempts).Plus(expression.Value(1)))).
-		WithCondition(expression.And(
-			expression.Name(attrUsedAt).AttributeNotExists(),
-			expression.Name(attrAttempts).LessThan(arg(pMaxAttempts)),
-			expression.Name(attrExpiresAt).GreaterThan(arg(pNow)),
-		)),
-		pNow, pMaxAttempts)
-	if err != nil {
-		return err
-	}
+	s.countSolve = newExpr("SET #attempts = #attempts + :one\n",
+		and("attribute_not_exists (#used_at)", "#attempts < :max_attempts", "#expires_at > :now"), "", nil)
 
 	// A counted right answer solves the challenge, once: a concurrent right
 	// answer, counted too, may have solved it first (single use).
-	s.solve, err = prepare("solve challenge: consume", expression.NewBuilder().
-		WithUpdate(expression.Set(expression.Name(attrUsedAt), arg(pNow))).
-		WithCondition(expression.Name(attrUsedAt).AttributeNotExists()),
-		pNow)
-	return err
+	s.solve = newExpr("SET #used_at = :now\n", "attribute_not_exists (#used_at)", "", nil)
 }
 
 // PutChallenge stores a new captcha challenge and spends one image of its IP
 // key's budget, in one transaction.
 func (s *Store) PutChallenge(ctx context.Context, c captcha.Challenge) error {
-	a := args{
-		pNow:   num(c.Now.UnixMilli()),
-		pIPCut: num(c.Now.Add(-s.limits.IPWindow).UnixMilli()),
-		pIPTTL: num(ttlOf(c.Now.Add(s.limits.IPWindow))),
-	}
 	// Ids are random; should one ever repeat, failing beats silently
 	// replacing someone's live challenge (s.absent).
-	put := txItem{e: &s.absent, args: &a, put: map[string]types.AttributeValue{
-		attrPK:         str(prefixChallenge + c.ID),
-		attrAnswerHash: str(c.AnswerHash),
-		attrAttempts:   num(0),
-		attrExpiresAt:  num(c.ExpiresAt.UnixMilli()),
-		attrTTL:        num(ttlOf(c.ExpiresAt)),
+	put := types.TransactWriteItem{Put: &types.Put{
+		TableName: s.table,
+		Item: map[string]types.AttributeValue{
+			attrPK:         str(prefixChallenge + c.ID),
+			attrAnswerHash: str(c.AnswerHash),
+			attrAttempts:   num(0),
+			attrExpiresAt:  num(c.ExpiresAt.UnixMilli()),
+			attrTTL:        num(ttlOf(c.ExpiresAt)),
+		},
+		ConditionExpression:                 s.absent.condition,
+		ExpressionAttributeNames:            s.absent.names,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	}}
-	reasons, err := s.transact(ctx, "put challenge", s.budgetItem(prefixCaptchaIP+c.IP, &s.captchaIP, &a), put)
+	reasons, err := s.transact(ctx, "put challenge", s.budgetItem(prefixCaptchaIP+c.IP, &s.captchaIP, c.Now), put)
 	switch {
 	case err != nil:
 		return err
@@ -97,12 +79,7 @@ func (s *Store) PutChallenge(ctx context.Context, c captcha.Challenge) error {
 func (s *Store) SolveChallenge(ctx context.Context, sv captcha.Solve) error {
 	k := key(prefixChallenge + sv.ID)
 	now := sv.Now.UnixMilli()
-	v := args{pNow: num(now), pMaxAttempts: num(int64(sv.MaxAttempts))}
-
-	values, err := s.countSolve.bind(&v)
-	if err != nil {
-		return err
-	}
+	values := s.countSolve.values(map[string]types.AttributeValue{":now": num(now), ":max_attempts": num(int64(sv.MaxAttempts))})
 	var ccf *types.ConditionalCheckFailedException
 	out, err := s.update(ctx, k, &s.countSolve, values, types.ReturnValueAllNew)
 	switch {
@@ -130,9 +107,7 @@ func (s *Store) SolveChallenge(ctx context.Context, sv captcha.Solve) error {
 	}
 
 	// A counted right answer: solve it, once (prepareCaptcha).
-	if values, err = s.solve.bind(&v); err != nil {
-		return err
-	}
+	values = s.solve.values(map[string]types.AttributeValue{":now": values[":now"]})
 	_, err = s.update(ctx, k, &s.solve, values, types.ReturnValueNone)
 	switch {
 	case errors.As(err, &ccf):

@@ -9,7 +9,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -39,60 +38,37 @@ func decodeCode(op string, item map[string]types.AttributeValue) (codeItem, erro
 	return c, nil
 }
 
-// prepareConsume builds the expressions of a verify.
-func (s *Store) prepareConsume() (err error) {
+// prepareConsume writes the expressions of a verify.
+func (s *Store) prepareConsume() {
 	// A verify first reads the code (strongly consistent, only the code's
 	// attributes), so that the one transaction that follows can both count
 	// the guess and, for a right code, spend it.
-	if s.readCode, err = prepare("consume: read", expression.NewBuilder().
-		WithProjection(expression.NamesList(
-			expression.Name(attrNonce), expression.Name(attrCodeHash), expression.Name(attrAttempts),
-			expression.Name(attrExpiresAt), expression.Name(attrUsedAt), expression.Name(attrIdentity),
-			expression.Name(attrChannel), expression.Name(attrTarget)))); err != nil {
-		return err
-	}
+	s.readCode = newExpr("", "", "#nonce, #code_hash, #attempts, #expires_at, #used_at, #identity, #channel, #target", nil)
 
 	// The IP key's verify budget: the oldest of its last VerifyIPCap
 	// verifies must have left the window.
-	if s.verifyIP, err = prepareBudget("consume", s.limits.VerifyIPCap); err != nil {
-		return err
-	}
+	s.verifyIP = budget(s.limits.VerifyIPCap)
 
 	// Count first, then compare. The count is the write that decides: the
 	// code must still be the target's current one (a newer send replaces the
 	// nonce), alive (not used, not expired - TTL deletion lags - attempts
-	// left), and still hold exactly the attempts the read saw. That last
-	// clause makes the comparison made on the read count only through this
-	// write: a concurrent guess that counted in between fails it, and the
-	// guess is judged again on the item as it is now. So at most MaxAttempts
-	// guesses are ever answered from a comparison, however many arrive at
-	// once, and each answer's attempts remaining is exact. A right code is
-	// spent in the same write (used_at), so it is single-use too.
-	alive := expression.And(
-		expression.Name(attrNonce).Equal(arg(pNonce)),
-		expression.Name(attrAttempts).Equal(arg(pSeen)),
-		expression.Name(attrAttempts).LessThan(arg(pMaxAttempts)),
-		expression.Name(attrExpiresAt).GreaterThan(arg(pNow)),
-		expression.Name(attrUsedAt).AttributeNotExists(),
-	)
-	count := expression.Set(expression.Name(attrAttempts), expression.Name(attrAttempts).Plus(expression.Value(1)))
-	params := []param{pNow, pNonce, pSeen, pMaxAttempts}
-	if s.countWrong, err = prepare("consume", expression.NewBuilder().WithUpdate(count).WithCondition(alive), params...); err != nil {
-		return err
-	}
-	s.countRight, err = prepare("consume", expression.NewBuilder().
-		WithUpdate(count.Set(expression.Name(attrUsedAt), arg(pNow))).WithCondition(alive), params...)
-	return err
+	// left), and still hold exactly the attempts the read saw (:seen). That
+	// last clause makes the comparison made on the read count only through
+	// this write: a concurrent guess that counted in between fails it, and
+	// the guess is judged again on the item as it is now. So at most
+	// MaxAttempts guesses are ever answered from a comparison, however many
+	// arrive at once, and each answer's attempts remaining is exact. A right
+	// code is spent in the same write (used_at), so it is single-use too.
+	alive := and("#nonce = :nonce", "#attempts = :seen", "#attempts < :max_attempts", "#expires_at > :now",
+		"attribute_not_exists (#used_at)")
+	s.countWrong = newExpr("SET #attempts = #attempts + :one\n", alive, "", nil)
+	s.countRight = newExpr("SET #attempts = #attempts + :one, #used_at = :now\n", alive, "", nil)
 }
 
-// prepareBudget builds the update of a rolling per-IP budget of n events per
-// hour (IPWindow): the oldest of the last n events must have left the window.
-func prepareBudget(op string, n int) (prepared, error) {
-	w := newWindow(ipSlot, n)
-	return prepare(op, expression.NewBuilder().
-		WithUpdate(w.shift(expression.UpdateBuilder{}, arg(pNow)).Set(expression.Name(attrTTL), arg(pIPTTL))).
-		WithCondition(w.olderThan(0, arg(pIPCut))),
-		pNow, pIPCut, pIPTTL)
+// budget is the update of a rolling per-IP budget of n events per hour
+// (IPWindow): the oldest of the last n events must have left the window.
+func budget(n int) expr {
+	return newExpr("SET "+shift(ipSlot, n)+", #ttl = :ttl\n", olderThan(ipSlot, 0, ":ip_cut"), "", nil)
 }
 
 // Consume checks a guess in two round trips, right or wrong: a strongly
@@ -120,10 +96,8 @@ func (s *Store) Consume(ctx context.Context, a verification.Attempt) (verificati
 		return verification.Record{}, err
 	}
 	now := a.Now.UnixMilli()
-	v := args{
-		pNow: num(now), pNonce: str(a.Nonce), pMaxAttempts: num(int64(a.MaxAttempts)),
-		pIPCut: num(now - s.limits.IPWindow.Milliseconds()), pIPTTL: num(ttlOf(a.Now.Add(s.limits.IPWindow))),
-	}
+	avNow, avNonce, avMax := num(now), str(a.Nonce), num(int64(a.MaxAttempts))
+	spend := s.budgetItem(prefixVerifyIP+a.IP, &s.verifyIP, a.Now)
 	// Each round answers, or sees the count of a concurrent guess (a code
 	// takes at most MaxAttempts), or lost a burst of conflicts more than once
 	// in a row: the bound keeps a pathological burst from looping long; past
@@ -145,8 +119,9 @@ func (s *Store) Consume(ctx context.Context, a verification.Attempt) (verificati
 		if right {
 			count = &s.countRight
 		}
-		v[pSeen] = num(c.Attempts)
-		items := []txItem{s.budgetItem(prefixVerifyIP+a.IP, &s.verifyIP, &v), s.updateItem(k, count, &v)}
+		items := []types.TransactWriteItem{spend, s.updateItem(k, count, count.values(map[string]types.AttributeValue{
+			":now": avNow, ":nonce": avNonce, ":seen": num(c.Attempts), ":max_attempts": avMax,
+		}))}
 		if right {
 			// A right SMS code counts as verified for its prefix in the
 			// same write (pumping.go); it has no condition, so it never
@@ -203,62 +178,36 @@ func ceilSeconds(d time.Duration) int {
 	return max(1, int((d+time.Second-1)/time.Second))
 }
 
-// budgetItem is the update of the rolling budget e on the item pk, for a
-// transaction.
-func (s *Store) budgetItem(pk string, e *prepared, a *args) txItem {
-	return s.updateItem(key(pk), e, a)
+// budgetItem is the update of the rolling per-IP budget e (budget) on the
+// item pk at now, for a transaction.
+func (s *Store) budgetItem(pk string, e *expr, now time.Time) types.TransactWriteItem {
+	ms := now.UnixMilli()
+	return s.updateItem(key(pk), e, e.values(map[string]types.AttributeValue{
+		":now":    num(ms),
+		":ip_cut": num(ms - s.limits.IPWindow.Milliseconds()),
+		":ttl":    num(ttlOf(now.Add(s.limits.IPWindow))),
+	}))
 }
 
-// txItem is an item of a transaction with its expression, bound when the
-// transaction is built.
-type txItem struct {
-	key  map[string]types.AttributeValue
-	e    *prepared
-	args *args
-	put  map[string]types.AttributeValue // a Put of this item instead of an Update
-	raw  *types.Update                   // an Update written out already (the SMS pumping counters)
-}
-
-func (s *Store) updateItem(k map[string]types.AttributeValue, e *prepared, a *args) txItem {
-	return txItem{key: k, e: e, args: a}
+// updateItem is the update e with values on the item k, for a transaction.
+func (s *Store) updateItem(k map[string]types.AttributeValue, e *expr, values map[string]types.AttributeValue) types.TransactWriteItem {
+	return types.TransactWriteItem{Update: &types.Update{
+		TableName:                           s.table,
+		Key:                                 k,
+		UpdateExpression:                    e.update,
+		ConditionExpression:                 e.condition,
+		ExpressionAttributeNames:            e.names,
+		ExpressionAttributeValues:           values,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}}
 }
 
 // transact runs one TransactWriteItems of items on the verification table,
 // retrying conflicts. It returns nil reasons when it committed, the
 // cancellation reasons (with old items) when only conditions failed, or an
 // error.
-func (s *Store) transact(ctx context.Context, op string, items ...txItem) ([]types.CancellationReason, error) {
-	in := &dynamodb.TransactWriteItemsInput{TransactItems: make([]types.TransactWriteItem, len(items))}
-	for i, it := range items {
-		if it.raw != nil {
-			in.TransactItems[i] = types.TransactWriteItem{Update: it.raw}
-			continue
-		}
-		values, err := it.e.bind(it.args)
-		if err != nil {
-			return nil, err
-		}
-		if it.put != nil {
-			in.TransactItems[i] = types.TransactWriteItem{Put: &types.Put{
-				TableName:                           s.table,
-				Item:                                it.put,
-				ConditionExpression:                 it.e.condition,
-				ExpressionAttributeNames:            it.e.names,
-				ExpressionAttributeValues:           values,
-				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-			}}
-			continue
-		}
-		in.TransactItems[i] = types.TransactWriteItem{Update: &types.Update{
-			TableName:                           s.table,
-			Key:                                 it.key,
-			UpdateExpression:                    it.e.update,
-			ConditionExpression:                 it.e.condition,
-			ExpressionAttributeNames:            it.e.names,
-			ExpressionAttributeValues:           values,
-			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		}}
-	}
+func (s *Store) transact(ctx context.Context, op string, items ...types.TransactWriteItem) ([]types.CancellationReason, error) {
+	in := &dynamodb.TransactWriteItemsInput{TransactItems: items}
 	err := retryConflicts(ctx, func() error {
 		_, err := s.db.TransactWriteItems(ctx, in)
 		return err

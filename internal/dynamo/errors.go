@@ -157,10 +157,10 @@ func canceledError(op string, tce *types.TransactionCanceledException) error {
 }
 
 // update runs one conditional UpdateItem on the item key of the verification
-// table, with the expression e and its values (e.bind), retrying transaction
+// table, with the expression e and its values (e.values), retrying transaction
 // conflicts. A failed condition always returns the old item (ALL_OLD): the
 // caller names the refusal from it without a read.
-func (s *Store) update(ctx context.Context, key map[string]types.AttributeValue, e *prepared, values map[string]types.AttributeValue, ret types.ReturnValue) (out *dynamodb.UpdateItemOutput, err error) {
+func (s *Store) update(ctx context.Context, key map[string]types.AttributeValue, e *expr, values map[string]types.AttributeValue, ret types.ReturnValue) (out *dynamodb.UpdateItemOutput, err error) {
 	err = retryConflicts(ctx, func() error {
 		out, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 			TableName:                           s.table,

@@ -1,6 +1,7 @@
 package dynamo
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"slices"
@@ -10,13 +11,13 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/verifykit/verifykit/internal/verification"
 )
 
-var placeholder = regexp.MustCompile(`[#:][0-9]+`)
+var placeholder = regexp.MustCompile(`[#:][0-9A-Za-z_]+`)
 
 // render puts the names and values back into expr, so that a test reads
 // the expression as DynamoDB evaluates it: numbers as they are, strings
@@ -40,32 +41,30 @@ func render(expr *string, names map[string]string, values map[string]types.Attri
 }
 
 func TestExpressions(t *testing.T) {
-	update := func(u expression.UpdateBuilder) string {
-		e, err := expression.NewBuilder().WithUpdate(u).Build()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return render(e.Update(), e.Names(), e.Values())
-	}
-	condition := func(c expression.ConditionBuilder) string {
-		e, err := expression.NewBuilder().WithCondition(c).Build()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return render(e.Condition(), e.Names(), e.Values())
-	}
 	for _, tc := range []struct {
 		name, got, want string
 	}{
-		{"shift of 1", update(newWindow("d", 1).shift(expression.UpdateBuilder{}, expression.Value(7))), "SET d0 = 7"},
-		{"shift of 3", update(newWindow("d", 3).shift(expression.UpdateBuilder{}, expression.Value(7))), "SET d0 = if_not_exists(d1, 0), d1 = if_not_exists(d2, 0), d2 = 7"},
-		{"unshift of 1", update(newWindow("d", 1).unshift(expression.UpdateBuilder{})), "SET d0 = 0"},
-		{"unshift of 3", update(newWindow("h", 3).unshift(expression.UpdateBuilder{})), "SET h2 = if_not_exists(h1, 0), h1 = if_not_exists(h0, 0), h0 = 0"},
-		{"older than", condition(newWindow("h", 5).olderThan(4, expression.Value(9))), "(attribute_not_exists (h4)) OR (h4 <= 9)"},
+		{"shift of 1", shift("d", 1), "#d0 = :now"},
+		{"shift of 3", shift("d", 3), "#d0 = if_not_exists(#d1, :zero), #d1 = if_not_exists(#d2, :zero), #d2 = :now"},
+		{"unshift of 1", unshift("d", 1), "#d0 = :zero"},
+		{"unshift of 3", unshift("h", 3), "#h2 = if_not_exists(#h1, :zero), #h1 = if_not_exists(#h0, :zero), #h0 = :zero"},
+		{"older than", olderThan("h", 4, ":cut"), "(attribute_not_exists (#h4)) OR (#h4 <= :cut)"},
+		{"and", and("a", "b", "c"), "(a) AND (b) AND (c)"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s: got %q, want %q", tc.name, tc.got, tc.want)
 		}
+	}
+
+	// The names come from the text, the constants only where the text
+	// uses them: DynamoDB refuses a value no expression uses.
+	e := newExpr("SET "+shift("h", 1)+", #ttl = :ttl\n", olderThan("h", 0, ":ip_cut"), "", map[string]types.AttributeValue{":uses": num(3)})
+	if got, want := fmt.Sprint(e.names, e.consts), "map[#h0:h0 #ttl:ttl] map[]"; got != want {
+		t.Errorf("window of 1: got %s, want %s", got, want)
+	}
+	e = newExpr("ADD #uses :one\n", "#uses < :uses", "", map[string]types.AttributeValue{":uses": num(3)})
+	if got := render(e.update, e.names, e.consts) + render(e.condition, e.names, e.consts); got != "ADD uses 1uses < 3" {
+		t.Errorf("constants: got %q", got)
 	}
 }
 
@@ -117,8 +116,7 @@ SET d0 = if_not_exists(d1, 0), d1 = if_not_exists(d2, 0), d2 = %d, nonce = "n", 
 
 // TestLargestExpressions: with caps of maxSlots every expression stays within
 // DynamoDB's limits: 4 KB per expression string, 300 operators and functions
-// per expression. The builder's placeholders are numbered (#12, :57), so
-// their length grows with the slots.
+// per expression. The slots' placeholders (#d12) grow with the slots.
 func TestLargestExpressions(t *testing.T) {
 	now := time.UnixMilli(4_000_000_000_000) // long numbers everywhere
 	l := verification.Limits{
@@ -217,4 +215,65 @@ func TestSlotsOf(t *testing.T) {
 			t.Errorf("slotsOf(%v, %d): got %v, want %v", tc.item, tc.n, got, tc.want)
 		}
 	}
+}
+
+// smallLimits have small caps and both captcha gates, so the expressions of
+// a send hold every kind of clause and stay short enough to read.
+var smallLimits = verification.Limits{
+	Cooldown: time.Minute, TargetCap: 3, TargetWindow: 24 * time.Hour,
+	IPCap: 2, IPWindow: time.Hour, CaptchaIPGate: 1, CaptchaTgtGate: 2, MaxAttempts: 5, CodeTTL: 10 * time.Minute,
+	VerifyIPCap: 3, CaptchaIPCap: 2, CaptchaTokenUses: 2,
+}
+
+// captureDB keeps every input and answers UpdateItem with the next of
+// updateErrs (nil when they run out).
+type captureDB struct {
+	inputs     []any
+	txErr      error
+	updateErrs []error
+	item       map[string]types.AttributeValue // what GetItem answers
+}
+
+// txs are the TransactWriteItems inputs received, in order.
+func (c *captureDB) txs() (out []*dynamodb.TransactWriteItemsInput) {
+	for _, in := range c.inputs {
+		if tx, ok := in.(*dynamodb.TransactWriteItemsInput); ok {
+			out = append(out, tx)
+		}
+	}
+	return out
+}
+
+// updates are the UpdateItem inputs received, in order.
+func (c *captureDB) updates() (out []*dynamodb.UpdateItemInput) {
+	for _, in := range c.inputs {
+		if u, ok := in.(*dynamodb.UpdateItemInput); ok {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func (c *captureDB) TransactWriteItems(_ context.Context, in *dynamodb.TransactWriteItemsInput, _ ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	c.inputs = append(c.inputs, in)
+	return &dynamodb.TransactWriteItemsOutput{}, c.txErr
+}
+
+func (c *captureDB) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	c.inputs = append(c.inputs, in)
+	var err error
+	if len(c.updateErrs) > 0 {
+		err, c.updateErrs = c.updateErrs[0], c.updateErrs[1:]
+	}
+	return &dynamodb.UpdateItemOutput{Attributes: map[string]types.AttributeValue{attrAttempts: num(1), attrAnswerHash: str("right")}}, err
+}
+
+func (c *captureDB) PutItem(_ context.Context, in *dynamodb.PutItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	c.inputs = append(c.inputs, in)
+	return &dynamodb.PutItemOutput{}, nil
+}
+
+func (c *captureDB) GetItem(_ context.Context, in *dynamodb.GetItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	c.inputs = append(c.inputs, in)
+	return &dynamodb.GetItemOutput{Item: c.item}, nil
 }

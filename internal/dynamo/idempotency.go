@@ -24,8 +24,7 @@ import (
 //	           (once answered), ttl
 //
 // The expressions are written out here with their reasons: each is used in
-// exactly one place and takes no part in the prepared expressions of the
-// rest of the store.
+// exactly one place, so it needs no expr of New (expr.go).
 
 const (
 	prefixIdempotency = "idem#"

@@ -132,18 +132,10 @@ func (s *Store) SetPumping(p verification.Pumping) error {
 			return fmt.Errorf("dynamo: budget shard of %d slots, want 1..%d", m, maxSlots)
 		}
 		e.budgetSlots = m
-		names := map[string]string{"#ttl": attrTTL}
-		var shift []string
-		for i := range m {
-			names["#b"+strconv.Itoa(i)] = slotName(budgetSlot, i)
-			if i < m-1 {
-				shift = append(shift, fmt.Sprintf("#b%d = if_not_exists(#b%d, :zero)", i, i+1))
-			}
-		}
 		// The rolling window of ip#: the slots shift by one and the newest
-		// is now (see window.shift).
-		shift = append(shift, fmt.Sprintf("#b%d = :now", m-1), "#ttl = :ttl")
-		e.budgetUpdate = ptr("SET " + strings.Join(shift, ", "))
+		// is now (see shift).
+		e.budgetUpdate = ptr("SET " + shift(budgetSlot, m) + ", #ttl = :ttl")
+		names := newExpr(*e.budgetUpdate, "", "", nil).names
 		// A shard of cap m admits the send when the oldest of its last m
 		// sends left the window; one of cap m-1 when the second oldest did.
 		e.budgetFull = ptr("attribute_not_exists(#b0) OR #b0 <= :cut")
@@ -269,16 +261,16 @@ func (s *Store) pumpingRefusal(r verification.Reservation, at pumpAt, reasons []
 // verified for its prefix, for the verify's own transaction; false when the
 // code is not an SMS or its prefix is not counted. It has no condition: a
 // verified code only ever helps its prefix.
-func (s *Store) verifiedItem(identity string, ch verification.Channel, now time.Time) (txItem, bool) {
+func (s *Store) verifiedItem(identity string, ch verification.Channel, now time.Time) (types.TransactWriteItem, bool) {
 	e := s.pump
 	if e == nil || ch != verification.SMS {
-		return txItem{}, false
+		return types.TransactWriteItem{}, false
 	}
 	prefix := e.cfg.Counted(identity)
 	if prefix == "" {
-		return txItem{}, false
+		return types.TransactWriteItem{}, false
 	}
-	return txItem{raw: &types.Update{
+	return types.TransactWriteItem{Update: &types.Update{
 		TableName:                 s.table,
 		Key:                       key(prefixPrefix + prefix),
 		UpdateExpression:          e.prefixUpdate,

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -20,9 +19,8 @@ const tokenGrace = 5 * time.Minute
 // reserve is one send's transaction and where its items sit in it.
 type reserve struct {
 	in      *dynamodb.TransactWriteItemsInput
-	tokenAt int  // index of the captcha token's Put, -1 without one
-	userAt  int  // index of the users-table ConditionCheck, -1 for ANY
-	args    args // the request's values, for the IP spend of refuse
+	tokenAt int // index of the captcha token's Put, -1 without one
+	userAt  int // index of the users-table ConditionCheck, -1 for ANY
 
 	pump pumpAt // where the SMS pumping items sit (pumping.go)
 }
@@ -34,16 +32,13 @@ const (
 )
 
 // Reserve commits r in one TransactWriteItems, or names the refusal from
-// the old items DynamoDB returns with the cancellation (SPEC §3.4a order,
-// through Limits.Judge and Judgement.Refusal). A refusal by the user check
-// costs one more UpdateItem: it spends the IP's budget, under the captcha
-// gate too.
+// the old items DynamoDB returns with the cancellation, in the order of
+// refusals that Limits.Judge and Judgement.Refusal encode. A refusal by the
+// user check costs one more UpdateItem: it spends the IP's budget, under the
+// captcha gate too.
 func (s *Store) Reserve(ctx context.Context, r verification.Reservation) error {
-	tx, err := s.reserveTx(r)
-	if err != nil {
-		return err
-	}
-	err = retryConflicts(ctx, func() error {
+	tx := s.reserveTx(r)
+	err := retryConflicts(ctx, func() error {
 		_, err := s.db.TransactWriteItems(ctx, tx.in)
 		return err
 	})
@@ -66,29 +61,20 @@ func (s *Store) Reserve(ctx context.Context, r verification.Reservation) error {
 	return s.refuse(ctx, r, tx, tce.CancellationReasons)
 }
 
-// prepareReserve builds the expressions of a send and of a release.
-func (s *Store) prepareReserve() (err error) {
+// prepareReserve writes the expressions of a send and of a release.
+func (s *Store) prepareReserve() {
 	l := s.limits
-	ipSlots, tgtSlots := newWindow(ipSlot, l.IPCap), newWindow(targetSlot, l.TargetCap)
-	now, ipCut, dayCut := arg(pNow), arg(pIPCut), arg(pDayCut)
 
 	// The IP's rolling budget: the oldest of its last IPCap sends must have
 	// left the window. Without a captcha token, the gate also asks that the
 	// CaptchaIPGate-th newest send left it (else the send looks abnormal).
 	// The update with the budget alone is also what refuse spends.
-	ipUpdate := ipSlots.shift(expression.UpdateBuilder{}, now).
-		Set(expression.Name(attrTTL), arg(pIPTTL))
-	ipBudget := ipSlots.olderThan(0, ipCut)
-	ipParams := []param{pNow, pIPCut, pIPTTL}
-	if s.ip, err = prepare("reserve", expression.NewBuilder().WithUpdate(ipUpdate).WithCondition(ipBudget), ipParams...); err != nil {
-		return err
-	}
+	ipUpdate := "SET " + shift(ipSlot, l.IPCap) + ", #ttl = :ttl\n"
+	ipBudget := olderThan(ipSlot, 0, ":ip_cut")
+	s.ip = newExpr(ipUpdate, ipBudget, "", nil)
 	s.ipGated = s.ip
 	if g := l.CaptchaIPGate; g > 0 && g <= l.IPCap {
-		gate := ipBudget.And(ipSlots.olderThan(l.IPCap-g, ipCut))
-		if s.ipGated, err = prepare("reserve", expression.NewBuilder().WithUpdate(ipUpdate).WithCondition(gate), ipParams...); err != nil {
-			return err
-		}
+		s.ipGated = newExpr(ipUpdate, and(ipBudget, olderThan(ipSlot, l.IPCap-g, ":ip_cut")), "", nil)
 	}
 
 	// The target's cooldown (its newest send is at least Cooldown old) and
@@ -97,75 +83,33 @@ func (s *Store) prepareReserve() (err error) {
 	// send left the window). The new code replaces the old one on the same
 	// item, which is what supersedes it; used_at goes, attempts restart.
 	n := l.TargetCap
-	tgtUpdate := tgtSlots.shift(expression.UpdateBuilder{}, now).
-		Set(expression.Name(attrNonce), arg(pNonce)).
-		Set(expression.Name(attrCodeHash), arg(pCodeHash)).
-		Set(expression.Name(attrAttempts), expression.Value(0)).
-		Set(expression.Name(attrExpiresAt), arg(pExpiresAt)).
-		Set(expression.Name(attrIdentity), arg(pIdentity)).
-		Set(expression.Name(attrChannel), arg(pChannel)).
-		Set(expression.Name(attrTarget), arg(pTarget)).
-		Set(expression.Name(attrTTL), arg(pTgtTTL)).
-		Remove(expression.Name(attrUsedAt))
-	tgtCond := tgtSlots.olderThan(n-1, arg(pCoolCut)).And(tgtSlots.olderThan(0, dayCut))
-	tgtParams := []param{pNow, pCoolCut, pDayCut, pNonce, pCodeHash, pExpiresAt, pIdentity, pChannel, pTarget, pTgtTTL}
-	if s.tgt, err = prepare("reserve", expression.NewBuilder().WithUpdate(tgtUpdate).WithCondition(tgtCond), tgtParams...); err != nil {
-		return err
-	}
+	tgtUpdate := "REMOVE #used_at\nSET " + shift(targetSlot, n) + ", #nonce = :nonce, #code_hash = :code_hash, #attempts = :zero, " +
+		"#expires_at = :expires_at, #identity = :identity, #channel = :channel, #target = :target, #ttl = :ttl\n"
+	tgtCond := and(olderThan(targetSlot, n-1, ":cool_cut"), olderThan(targetSlot, 0, ":day_cut"))
+	s.tgt = newExpr(tgtUpdate, tgtCond, "", nil)
 	s.tgtGated = s.tgt
 	if g := l.CaptchaTgtGate; g > 0 && g <= n {
-		gate := tgtCond.And(tgtSlots.olderThan(n-g, dayCut))
-		if s.tgtGated, err = prepare("reserve", expression.NewBuilder().WithUpdate(tgtUpdate).WithCondition(gate), tgtParams...); err != nil {
-			return err
-		}
+		s.tgtGated = newExpr(tgtUpdate, and(tgtCond, olderThan(targetSlot, n-g, ":day_cut")), "", nil)
 	}
 
 	// A captcha token serves CaptchaTokenUses accepted sends: each spends a
 	// use in the send's transaction, while fewer than that are spent, so
 	// concurrent sends with one token never exceed its uses; a refused send
 	// (cancelled transaction) spends none.
-	uses := expression.Name(attrUses)
-	if s.tokenUse, err = prepare("reserve", expression.NewBuilder().
-		WithUpdate(expression.Add(uses, expression.Value(1)).
-			Set(expression.Name(attrTTL), arg(pTokTTL))).
-		WithCondition(uses.AttributeNotExists().Or(uses.LessThan(expression.Value(l.CaptchaTokenUses)))),
-		pTokTTL); err != nil {
-		return err
-	}
+	s.tokenUse = newExpr("ADD #uses :one\nSET #ttl = :ttl\n", "(attribute_not_exists (#uses)) OR (#uses < :uses)", "",
+		map[string]types.AttributeValue{":uses": num(int64(l.CaptchaTokenUses))})
 
 	// Only the reservation that is still the target's current one may be
 	// undone: a newer send owns the item (and its newest slot) now.
-	s.release, err = prepare("release", expression.NewBuilder().
-		WithUpdate(tgtSlots.unshift(expression.UpdateBuilder{}).
-			Remove(expression.Name(attrNonce)).
-			Remove(expression.Name(attrCodeHash)).
-			Remove(expression.Name(attrAttempts)).
-			Remove(expression.Name(attrExpiresAt)).
-			Remove(expression.Name(attrUsedAt)).
-			Remove(expression.Name(attrIdentity)).
-			Remove(expression.Name(attrChannel)).
-			Remove(expression.Name(attrTarget))).
-		WithCondition(expression.Name(attrNonce).Equal(arg(pNonce))), pNonce)
-	return err
+	s.release = newExpr("REMOVE #nonce, #code_hash, #attempts, #expires_at, #used_at, #identity, #channel, #target\nSET "+
+		unshift(targetSlot, n)+"\n", "#nonce = :nonce", "", nil)
 }
 
-func (s *Store) reserveTx(r verification.Reservation) (reserve, error) {
+func (s *Store) reserveTx(r verification.Reservation) reserve {
 	l := s.limits
 	now := r.Now.UnixMilli()
 	tx := reserve{tokenAt: -1, userAt: -1}
-	a := &tx.args
-	a[pNow] = num(now)
-	a[pIPCut] = num(now - l.IPWindow.Milliseconds())
-	a[pCoolCut] = num(now - l.Cooldown.Milliseconds())
-	a[pDayCut] = num(now - l.TargetWindow.Milliseconds())
-	a[pIPTTL] = num(ttlOf(r.Now.Add(l.IPWindow)))
-	a[pTgtTTL] = num(ttlOf(latest(r.Now.Add(l.TargetWindow), r.Now.Add(l.Cooldown), r.ExpiresAt)))
-	a[pNonce] = str(r.Nonce)
-	a[pCodeHash] = str(r.CodeHash)
-	a[pExpiresAt] = num(r.ExpiresAt.UnixMilli())
-	a[pIdentity] = str(r.Identity)
-	a[pChannel] = str(string(r.Channel))
-	a[pTarget] = str(string(r.Target))
+	avNow := num(now)
 
 	// The IP's budget and the target's cooldown and cap (prepareReserve);
 	// without a captcha token also the gates, which the token lifts.
@@ -173,14 +117,23 @@ func (s *Store) reserveTx(r verification.Reservation) (reserve, error) {
 	if r.CaptchaID == "" {
 		ip, tgt = &s.ipGated, &s.tgtGated
 	}
-	ipValues, err := ip.bind(a)
-	if err != nil {
-		return tx, err
-	}
-	tgtValues, err := tgt.bind(a)
-	if err != nil {
-		return tx, err
-	}
+	ipValues := ip.values(map[string]types.AttributeValue{
+		":now":    avNow,
+		":ip_cut": num(now - l.IPWindow.Milliseconds()),
+		":ttl":    num(ttlOf(r.Now.Add(l.IPWindow))),
+	})
+	tgtValues := tgt.values(map[string]types.AttributeValue{
+		":now":        avNow,
+		":cool_cut":   num(now - l.Cooldown.Milliseconds()),
+		":day_cut":    num(now - l.TargetWindow.Milliseconds()),
+		":nonce":      str(r.Nonce),
+		":code_hash":  str(r.CodeHash),
+		":expires_at": num(r.ExpiresAt.UnixMilli()),
+		":identity":   str(r.Identity),
+		":channel":    str(string(r.Channel)),
+		":target":     str(string(r.Target)),
+		":ttl":        num(ttlOf(latest(r.Now.Add(l.TargetWindow), r.Now.Add(l.Cooldown), r.ExpiresAt))),
+	})
 
 	items := make([]types.TransactWriteItem, 2, 4)
 	items[ipAt] = types.TransactWriteItem{Update: &types.Update{
@@ -207,11 +160,9 @@ func (s *Store) reserveTx(r verification.Reservation) (reserve, error) {
 		// lives as long as the token could still pass Check; an expired
 		// token is refused before it gets here, so a lingering record of one
 		// needs no expiry test.
-		a[pTokTTL] = num(ttlOf(latest(r.CaptchaExp, r.Now).Add(tokenGrace)))
-		values, err := s.tokenUse.bind(a)
-		if err != nil {
-			return tx, err
-		}
+		values := s.tokenUse.values(map[string]types.AttributeValue{
+			":ttl": num(ttlOf(latest(r.CaptchaExp, r.Now).Add(tokenGrace))),
+		})
 		tx.tokenAt = len(items)
 		items = append(items, types.TransactWriteItem{Update: &types.Update{
 			TableName:                           s.table,
@@ -244,7 +195,7 @@ func (s *Store) reserveTx(r verification.Reservation) (reserve, error) {
 	items, tx.pump = s.appendPumping(items, r)
 	items = s.appendIdempotency(items, r) // last: idempotency.go
 	tx.in = &dynamodb.TransactWriteItemsInput{TransactItems: items}
-	return tx, nil
+	return tx
 }
 
 // refuse names the refusal of a cancelled reservation from its reasons. An
@@ -285,16 +236,14 @@ func (s *Store) refuse(ctx context.Context, r verification.Reservation, tx reser
 	// gate in their transactions, which spent nothing; checked again here,
 	// where the spends happen one after the other, they get at most
 	// CaptchaIPGate answers before captcha_required, like accepted sends.
+	// The values are the transaction's own: nothing wrote them.
 	ipExpr := &s.ip
 	if !captchaGiven {
 		ipExpr = &s.ipGated
 	}
-	spend, err := ipExpr.bind(&tx.args)
-	if err != nil {
-		return err
-	}
+	spend := tx.in.TransactItems[ipAt].Update.ExpressionAttributeValues
 	var ccf *types.ConditionalCheckFailedException
-	_, err = s.update(ctx, key(prefixIP+r.IP), ipExpr, spend, types.ReturnValueNone)
+	_, err := s.update(ctx, key(prefixIP+r.IP), ipExpr, spend, types.ReturnValueNone)
 	switch {
 	case err == nil:
 		return refusal
@@ -317,12 +266,9 @@ func (s *Store) refuse(ctx context.Context, r verification.Reservation, tx reser
 func (s *Store) Release(ctx context.Context, r verification.Reservation) error {
 	// Only the reservation that is still the target's current one may be
 	// undone (prepareReserve).
-	values, err := s.release.bind(&args{pNonce: str(r.Nonce)})
-	if err != nil {
-		return err
-	}
+	values := s.release.values(map[string]types.AttributeValue{":nonce": str(r.Nonce)})
 	var ccf *types.ConditionalCheckFailedException
-	_, err = s.update(ctx, key(prefixTarget+r.Handle), &s.release, values, types.ReturnValueNone)
+	_, err := s.update(ctx, key(prefixTarget+r.Handle), &s.release, values, types.ReturnValueNone)
 	if err == nil || errors.As(err, &ccf) {
 		return nil
 	}

@@ -34,7 +34,6 @@ import (
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -80,8 +79,8 @@ const (
 	prefixToken     = "ctok#"
 )
 
-// maxSlots bounds the caps: each slot costs about 31 characters of an update
-// expression ("#12 = if_not_exists(#13, :12), "), and DynamoDB limits an
+// maxSlots bounds the caps: each slot costs about 36 characters of an update
+// expression ("#d12 = if_not_exists(#d13, :zero), "), and DynamoDB limits an
 // expression to 4 KB (TestLargestExpressions).
 const maxSlots = 100
 
@@ -92,19 +91,19 @@ type Store struct {
 	table, users *string // shared by all requests: read only
 	limits       verification.Limits
 
-	// The expressions, built once by New (see prepared): a send's IP and
+	// The expressions, written once by New (expr.go): a send's IP and
 	// target updates with and without the captcha gates; the IP update
 	// alone is also the budget a user refusal spends.
-	ip, ipGated, tgt, tgtGated prepared
-	tokenUse                   prepared // a captcha token spends a use
-	release                    prepared
-	absent                     prepared // the item must not exist yet
-	user, noUser               prepared // the user checks of USER and NOT_USER
-	exists                     prepared // the projection of Exists
-	readCode                   prepared // the projection of a verify's read
-	verifyIP, captchaIP        prepared // the verify and captcha image budgets
-	countWrong, countRight     prepared // a verify's count, with the consume for a right code
-	countSolve, solve          prepared // a captcha answer's count, then the consume of a right one
+	ip, ipGated, tgt, tgtGated expr
+	tokenUse                   expr // a captcha token spends a use
+	release                    expr
+	absent                     expr // the item must not exist yet
+	user, noUser               expr // the user checks of USER and NOT_USER
+	exists                     expr // the projection of Exists
+	readCode                   expr // the projection of a verify's read
+	verifyIP, captchaIP        expr // the verify and captcha image budgets
+	countWrong, countRight     expr // a verify's count, with the consume for a right code
+	countSolve, solve          expr // a captcha answer's count, then the consume of a right one
 
 	pump *pumpingExpr // nil: no SMS pumping defences (SetPumping)
 }
@@ -136,35 +135,21 @@ func New(db Client, table, usersTable string, limits verification.Limits) (*Stor
 		return nil, fmt.Errorf("dynamo: table names are required")
 	}
 	s := &Store{db: db, table: aws.String(table), users: aws.String(usersTable), limits: limits}
-	for _, prep := range []func() error{s.prepareReserve, s.prepareConsume, s.prepareCaptcha, s.prepareUsers} {
-		if err := prep(); err != nil {
-			return nil, err
-		}
-	}
-	// These go without ExpressionAttributeValues.
-	for _, p := range []*prepared{&s.absent, &s.user, &s.noUser, &s.exists} {
-		if len(p.values) > 0 {
-			return nil, fmt.Errorf("dynamo: %s: expression takes values, want none", p.op)
-		}
-	}
+	s.prepareReserve()
+	s.prepareConsume()
+	s.prepareCaptcha()
+	s.prepareUsers()
 	return s, nil
 }
 
-// prepareUsers builds the expressions of the users table.
-func (s *Store) prepareUsers() (err error) {
+// prepareUsers writes the expressions of the users table.
+func (s *Store) prepareUsers() {
 	// USER needs the user item to exist, NOT_USER needs it absent (the
 	// checks of a send's transaction, see reserveTx).
-	if s.user, err = prepare("reserve", expression.NewBuilder().
-		WithCondition(expression.Name(attrIdentity).AttributeExists())); err != nil {
-		return err
-	}
-	if s.noUser, err = prepare("reserve", expression.NewBuilder().
-		WithCondition(expression.Name(attrIdentity).AttributeNotExists())); err != nil {
-		return err
-	}
-	s.exists, err = prepare("users: get", expression.NewBuilder().
-		WithProjection(expression.NamesList(expression.Name(attrIdentity))))
-	return err
+	s.user = newExpr("", "attribute_exists (#identity)", "", nil)
+	s.noUser = newExpr("", "attribute_not_exists (#identity)", "", nil)
+	// Exists reads the key alone.
+	s.exists = newExpr("", "", "#identity", nil)
 }
 
 // Exists reports whether a user item exists for identity. The read is
