@@ -101,7 +101,7 @@ func TestIdempotencyLocal(t *testing.T) {
 }
 
 func TestIdempotencyDynamo(t *testing.T) {
-	runIdempotencyHTTP(t, apptest.NewDynamo(t, noGate, nil, app.Options{}))
+	runIdempotencyHTTP(t, apptest.NewDynamo(t, noGate, nil, app.Options{DynamoOptions: patient}))
 }
 
 // TestConcurrentSendsWithOneKey: a client that fires its retries at once
@@ -110,7 +110,7 @@ func TestIdempotencyDynamo(t *testing.T) {
 // machine is too loaded for DynamoDB Local to answer in time,
 // service_unavailable).
 func TestConcurrentSendsWithOneKey(t *testing.T) {
-	s := apptest.NewDynamo(t, noGate, nil, app.Options{})
+	s := apptest.NewDynamo(t, noGate, nil, app.Options{DynamoOptions: patient})
 	const n = 20
 	body := `{"target":"ANY","phone_number":"+86 13900139000"}`
 	var mu sync.Mutex
@@ -123,7 +123,7 @@ func TestConcurrentSendsWithOneKey(t *testing.T) {
 		return r.Status, nil
 	})
 	if n := len(s.Outbox.Messages()); n != 1 {
-		t.Fatalf("%d SMS sent, want 1 (answers %v)", n, answers)
+		t.Fatalf("%d SMS sent, want 1 (answers %v)\n%s", n, answers, s.Stdout.String())
 	}
 	var sent string
 	total := 0

@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
 	"github.com/verifykit/verifykit/internal/app"
 	"github.com/verifykit/verifykit/internal/apptest"
 	"github.com/verifykit/verifykit/internal/testenv"
@@ -44,6 +47,15 @@ func with(base map[string]string, kv ...string) map[string]string {
 	return out
 }
 
+// patient gives DynamoDB calls 30 s each instead of the service's 2 s. The
+// concurrency tests check who wins, not how fast: DynamoDB Local runs
+// transactions on one item one at a time and, on a loaded machine, a burst
+// of them waits longer than the production bound, which would turn the
+// race into service_unavailable answers (fail closed) and prove nothing.
+var patient = []func(*dynamodb.Options){func(o *dynamodb.Options) {
+	o.HTTPClient = awshttp.NewBuildableClient().WithTimeout(30 * time.Second)
+}}
+
 // concurrently runs n requests at once and counts the answers by status.
 func concurrently(t *testing.T, n int, do func(i int) (int, map[string]any)) map[int]int {
 	t.Helper()
@@ -68,7 +80,7 @@ func concurrently(t *testing.T, n int, do func(i int) (int, map[string]any)) map
 }
 
 func TestConcurrentSendsToOneTarget(t *testing.T) {
-	s := apptest.NewDynamo(t, noGate, nil, app.Options{})
+	s := apptest.NewDynamo(t, noGate, nil, app.Options{DynamoOptions: patient})
 	counts := concurrently(t, 20, func(i int) (int, map[string]any) {
 		st, _, b := s.Do(t, "POST", sendPath, fmt.Sprintf("203.0.113.%d", i+1), `{"target":"ANY","email":"race@example.com"}`, nil)
 		return st, b
@@ -93,7 +105,7 @@ func TestConcurrentSendsFromOneIP(t *testing.T) {
 }
 
 func TestConcurrentVerifiesOfOneCode(t *testing.T) {
-	s := apptest.NewDynamo(t, noGate, nil, app.Options{})
+	s := apptest.NewDynamo(t, noGate, nil, app.Options{DynamoOptions: patient})
 	_, _, sent := s.Do(t, "POST", sendPath, "198.51.100.2", `{"target":"ANY","phone_number":"+86 13800138000"}`, nil)
 	body := fmt.Sprintf(`{"verification_id":%q,"verification_code":%q}`, sent["verification_id"], s.LastCode(t))
 	counts := concurrently(t, 10, func(int) (int, map[string]any) {
@@ -106,7 +118,7 @@ func TestConcurrentVerifiesOfOneCode(t *testing.T) {
 }
 
 func TestConcurrentWrongGuessesNeverExceedTheLimit(t *testing.T) {
-	s := apptest.NewDynamo(t, noGate, nil, app.Options{})
+	s := apptest.NewDynamo(t, noGate, nil, app.Options{DynamoOptions: patient})
 	_, _, sent := s.Do(t, "POST", sendPath, "198.51.100.3", `{"target":"ANY","email":"guess@example.com"}`, nil)
 	code := s.LastCode(t)
 	wrong := "000000"
@@ -135,7 +147,7 @@ func TestConcurrentWrongGuessesNeverExceedTheLimit(t *testing.T) {
 // and checks that one captcha token buys exactly CAPTCHA_TOKEN_USES sends
 // under concurrency, and none from another IP key.
 func TestCaptchaGateAndBoundedTokenUses(t *testing.T) {
-	s := apptest.NewDynamo(t, map[string]string{"CAPTCHA_IP_THRESHOLD": "1", "CAPTCHA_TARGET_THRESHOLD": "0", "CAPTCHA_TOKEN_USES": "2"}, nil, app.Options{})
+	s := apptest.NewDynamo(t, map[string]string{"CAPTCHA_IP_THRESHOLD": "1", "CAPTCHA_TARGET_THRESHOLD": "0", "CAPTCHA_TOKEN_USES": "2"}, nil, app.Options{DynamoOptions: patient})
 	ip := "192.0.2.50"
 	if st, _, b := s.Do(t, "POST", sendPath, ip, `{"target":"ANY","email":"c0@example.com"}`, nil); st != 200 {
 		t.Fatalf("first send: %d %v", st, b)
@@ -172,7 +184,7 @@ func TestCaptchaGateAndBoundedTokenUses(t *testing.T) {
 // whether an account exists, so they pass the captcha gate like accepted
 // sends: ten at once from one IP get CAPTCHA_IP_THRESHOLD answers.
 func TestConcurrentUserProbesFromOneIP(t *testing.T) {
-	s := apptest.NewDynamo(t, map[string]string{"CAPTCHA_IP_THRESHOLD": "3", "CAPTCHA_TARGET_THRESHOLD": "0"}, []string{"someone@example.com"}, app.Options{})
+	s := apptest.NewDynamo(t, map[string]string{"CAPTCHA_IP_THRESHOLD": "3", "CAPTCHA_TARGET_THRESHOLD": "0"}, []string{"someone@example.com"}, app.Options{DynamoOptions: patient})
 	var mu sync.Mutex
 	errs := map[string]int{}
 	concurrently(t, 10, func(i int) (int, map[string]any) {

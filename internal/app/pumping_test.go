@@ -39,7 +39,7 @@ func TestSMSPumpingAttack(t *testing.T) {
 		{"breaker off", "0", botNumbers, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := apptest.NewDynamo(t, map[string]string{"PUMPING_UNVERIFIED_LIMIT": tc.limit}, nil, app.Options{})
+			s := apptest.NewDynamo(t, map[string]string{"PUMPING_UNVERIFIED_LIMIT": tc.limit}, nil, app.Options{DynamoOptions: patient})
 			refusals := map[string]int{} // the bot's, by error
 			var realRefusals []string
 			for i := range max(botNumbers, realUsers) {
