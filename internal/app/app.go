@@ -118,7 +118,6 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 
 	var store interface {
 		verification.Store
-		verification.Users
 		verification.IdempotencyStore
 		captcha.Store
 	}
@@ -215,7 +214,6 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		}
 		svc := &verification.Service{
 			Store:    store,
-			Users:    store,
 			Senders:  senders,
 			Captcha:  captchas,
 			Tokens:   issuer,

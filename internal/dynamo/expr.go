@@ -240,7 +240,7 @@ func (w window) olderThan(i int, cut expression.OperandBuilder) expression.Condi
 // conditions saw.
 func slotsOf(item map[string]types.AttributeValue, prefix string, n int) verification.Slots {
 	if item == nil {
-		return verification.Slots(nil).Resize(n)
+		return make(verification.Slots, n)
 	}
 	out := make(verification.Slots, n)
 	for i := range out {

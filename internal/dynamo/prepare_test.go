@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,6 +71,7 @@ var smallLimits = verification.Limits{
 // captureDB keeps every input and answers UpdateItem with the next of
 // updateErrs (nil when they run out).
 type captureDB struct {
+	mu         sync.Mutex // an ANY send's GetItem runs beside its transaction
 	inputs     []any
 	txErr      error
 	updateErrs []error
@@ -97,11 +99,15 @@ func (c *captureDB) updates() (out []*dynamodb.UpdateItemInput) {
 }
 
 func (c *captureDB) TransactWriteItems(_ context.Context, in *dynamodb.TransactWriteItemsInput, _ ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.inputs = append(c.inputs, in)
 	return &dynamodb.TransactWriteItemsOutput{}, c.txErr
 }
 
 func (c *captureDB) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.inputs = append(c.inputs, in)
 	var err error
 	if len(c.updateErrs) > 0 {
@@ -111,11 +117,15 @@ func (c *captureDB) UpdateItem(_ context.Context, in *dynamodb.UpdateItemInput, 
 }
 
 func (c *captureDB) PutItem(_ context.Context, in *dynamodb.PutItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.inputs = append(c.inputs, in)
 	return &dynamodb.PutItemOutput{}, nil
 }
 
 func (c *captureDB) GetItem(_ context.Context, in *dynamodb.GetItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.inputs = append(c.inputs, in)
 	return &dynamodb.GetItemOutput{Item: c.item}, nil
 }
@@ -145,9 +155,9 @@ func TestBoundRequests(t *testing.T) {
 		attrNonce: str("n"), attrCodeHash: str("c"), attrAttempts: num(0), attrExpiresAt: num(now.Add(time.Minute).UnixMilli()),
 	}
 	ctx := t.Context()
-	_ = s.Reserve(ctx, r)
-	_ = s.Reserve(ctx, withToken)
-	_ = s.Reserve(ctx, noUser)
+	_, _ = s.Reserve(ctx, r) // ANY: with its user lookup
+	_, _ = s.Reserve(ctx, withToken)
+	_, _ = s.Reserve(ctx, noUser)
 	_ = s.Release(ctx, r)
 	// A wrong and a right code: each a read and a transaction.
 	_, _ = s.Consume(ctx, verification.Attempt{Handle: "h", Nonce: "n", CodeHash: "x", IP: "ip1", Now: now, MaxAttempts: 5})
@@ -161,7 +171,7 @@ func TestBoundRequests(t *testing.T) {
 	db.txErr = &types.TransactionCanceledException{CancellationReasons: []types.CancellationReason{
 		reason("None", nil), reason("None", nil), reason("None", nil), reason("ConditionalCheckFailed", nil),
 	}}
-	if err := s.Reserve(ctx, withToken); verification.KindOf(err) != verification.KindUserNotFound {
+	if _, err := s.Reserve(ctx, withToken); verification.KindOf(err) != verification.KindUserNotFound {
 		t.Errorf("user refusal: got %v", err)
 	}
 
@@ -197,7 +207,7 @@ func TestBoundRequests(t *testing.T) {
 	// 4 sends, 2 verifies and a captcha image are transactions; release,
 	// the three of the captcha answers and the IP spend are updates; the
 	// reads of the two verifies and Exists are gets.
-	if got, want := fmt.Sprint(kinds), "map[*dynamodb.GetItemInput:3 *dynamodb.TransactWriteItemsInput:7 *dynamodb.UpdateItemInput:5]"; got != want {
+	if got, want := fmt.Sprint(kinds), "map[*dynamodb.GetItemInput:4 *dynamodb.TransactWriteItemsInput:7 *dynamodb.UpdateItemInput:5]"; got != want {
 		t.Fatalf("requests: got %s, want %s", got, want)
 	}
 	valueRef := regexp.MustCompile(`:[0-9A-Za-z_]+`)
