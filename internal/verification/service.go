@@ -2,6 +2,15 @@
 // by SMS and email and checking them. It knows no AWS and no HTTP type; it
 // owns the small interfaces it needs (Store, Sender, CaptchaTokens,
 // TokenIssuer) and the catalogue of errors it answers with.
+//
+// One thing here is written for speed rather than plainness: Keys keeps its
+// HMAC states in a sync.Pool (ids.go), because building an HMAC costs more
+// than hashing a request's few bytes. It serves internal/app's
+// BenchmarkSendEmail and BenchmarkVerifyWrong (go test -run '^$' -bench
+// 'SendEmail|VerifyWrong' -benchmem ./internal/app): without the pool a send
+// makes 103 allocations (8.9 KB) instead of 61 (5.5 KB), a wrong verify 63
+// (5.3 KB) instead of 20 (1.9 KB), and on a shared 2-core machine the wrong
+// verify took a median 84 µs instead of 47 µs.
 package verification
 
 import (
