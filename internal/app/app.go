@@ -153,7 +153,6 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		}
 		svc := &verification.Service{
 			Store:    store,
-			Users:    store,
 			Senders:  senders,
 			Captcha:  captchas,
 			Tokens:   issuer,

@@ -287,7 +287,7 @@ func BenchmarkDynamoReserveSMS(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := s.Reserve(ctx, r); err != nil {
+		if _, err := s.Reserve(ctx, r); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -307,7 +307,7 @@ func BenchmarkDynamoReserve(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := s.Reserve(ctx, r); err != nil {
+		if _, err := s.Reserve(ctx, r); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -119,8 +119,8 @@ func TestRoundTrips(t *testing.T) {
 		{"send USER, no such user (refused; spends the IP budget)", func() httpapi.Response {
 			return benchServe(ctx, a, sendRoute, "192.0.2.4", `{"target":"USER","email":"rt-nobody@example.com"}`)
 		}, counts{"TransactWriteItems": 1, "UpdateItem": 1}},
-		// USER, not ANY: a refused ANY send does not wait for its user
-		// lookup, so that call may or may not have gone out yet.
+		// USER, not ANY: a refused ANY send also makes its user lookup
+		// (Reserve waits for it), which this case does not count.
 		{"send USER in cooldown (refused)", func() httpapi.Response {
 			return benchServe(ctx, a, sendRoute, "192.0.2.5", `{"target":"USER","email":"existing@example.com"}`)
 		}, counts{"TransactWriteItems": 1}},

@@ -19,7 +19,6 @@ import (
 // store is every port a store serves: both stores serve them all.
 type store interface {
 	verification.Store
-	verification.Users
 	verification.IdempotencyStore
 	captcha.Store
 }

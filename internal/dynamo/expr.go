@@ -172,7 +172,7 @@ func olderThan(prefix string, i int, cut string) string {
 // conditions saw.
 func slotsOf(item map[string]types.AttributeValue, prefix string, n int) verification.Slots {
 	if item == nil {
-		return verification.Slots(nil).Resize(n)
+		return make(verification.Slots, n)
 	}
 	out := make(verification.Slots, n)
 	for i := range out {

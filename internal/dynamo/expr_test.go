@@ -81,7 +81,7 @@ func TestReserveExpressions(t *testing.T) {
 		Handle: "h", IP: "ip1", Nonce: "n", CodeHash: "c", Identity: "a", Channel: verification.Email,
 		Target: verification.TargetAny, Require: verification.RequireNoUser, Now: now, ExpiresAt: now.Add(10 * time.Minute),
 	}
-	if err := s.Reserve(t.Context(), r); err != nil {
+	if _, err := s.Reserve(t.Context(), r); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Release(t.Context(), r); err != nil {
@@ -130,7 +130,7 @@ func TestLargestExpressions(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := verification.Reservation{Handle: "h", IP: "ip1", Nonce: "n", Identity: "a", Require: verification.RequireUser, Now: now, ExpiresAt: now.Add(time.Minute)}
-	if err := s.Reserve(t.Context(), r); err != nil {
+	if _, err := s.Reserve(t.Context(), r); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Release(t.Context(), r); err != nil {

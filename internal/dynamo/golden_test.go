@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,7 +29,10 @@ var updateGolden = flag.Bool("update", false, "rewrite testdata/requests.golden.
 // body of every request the SDK sends and answers each operation with a
 // canned body, so the store's requests are seen exactly as they go out.
 type wireRecorder struct {
+	mu      sync.Mutex // an ANY send's user lookup runs beside its transaction
 	bodies  [][]byte
+	lookups [][]byte // the user lookups of ANY sends, in no fixed order
+	inOrder bool     // record user lookups among bodies (an Exists call of its own)
 	getItem string // GetItem's answer
 	cancel  string // when set, TransactWriteItems answers this cancellation once
 }
@@ -39,8 +43,17 @@ func (w *wireRecorder) Do(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	op := strings.TrimPrefix(req.Header.Get("X-Amz-Target"), "DynamoDB_20120810.")
-	w.bodies = append(w.bodies, append([]byte(`{"op":"`+op+`","body":`), append(body, '}')...))
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	status, answer := 200, "{}"
+	if op == "GetItem" && bytes.Contains(body, []byte(`"TableName":"users"`)) && !w.inOrder {
+		// The user lookup of an ANY send runs beside its transaction, so in
+		// no fixed order: kept apart, and compared with the Exists request
+		// the scenario records on its own.
+		w.lookups = append(w.lookups, body)
+		return &http.Response{StatusCode: status, Header: http.Header{"Content-Type": {"application/x-amz-json-1.0"}}, Body: io.NopCloser(strings.NewReader(answer)), Request: req}, nil
+	}
+	w.bodies = append(w.bodies, append([]byte(`{"op":"`+op+`","body":`), append(body, '}')...))
 	switch op {
 	case "GetItem":
 		answer = w.getItem
@@ -88,7 +101,7 @@ func TestWireRequests(t *testing.T) {
 	noUser.Require, noUser.Target = verification.RequireNoUser, verification.TargetNotUser
 	ctx := context.Background()
 	for _, r := range []verification.Reservation{r, withToken, noUser} {
-		if err := s.Reserve(ctx, r); err != nil {
+		if _, err := s.Reserve(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -105,8 +118,19 @@ func TestWireRequests(t *testing.T) {
 	// A wrong answer (its count), a right one (its count and the solve).
 	_ = s.SolveChallenge(ctx, captcha.Solve{ID: "c", AnswerHash: "wrong", Now: now, MaxAttempts: 3})
 	_ = s.SolveChallenge(ctx, captcha.Solve{ID: "c", AnswerHash: "right", Now: now, MaxAttempts: 3})
+	w.inOrder = true
 	if _, err := s.Exists(ctx, "a"); err != nil {
 		t.Fatal(err)
+	}
+	w.inOrder = false
+	exists := w.bodies[len(w.bodies)-1]
+	if len(w.lookups) == 0 {
+		t.Fatal("no ANY send looked its user up")
+	}
+	for _, l := range w.lookups {
+		if want := []byte(`{"op":"GetItem","body":` + string(l) + `}`); !bytes.Equal(want, exists) {
+			t.Fatalf("an ANY send's user lookup %s, want the Exists request %s", want, exists)
+		}
 	}
 	// A user refusal spends the IP budget with the IP's update alone, under
 	// the gate without a token and without it with one.
@@ -116,7 +140,7 @@ func TestWireRequests(t *testing.T) {
 			reasons = `{"Code":"None"},{"Code":"None"},{"Code":"None"},{"Code":"ConditionalCheckFailed"}`
 		}
 		w.cancel = `{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"cancelled","CancellationReasons":[` + reasons + `]}`
-		if err := s.Reserve(ctx, r); verification.KindOf(err) != verification.KindUserNotFound {
+		if _, err := s.Reserve(ctx, r); verification.KindOf(err) != verification.KindUserNotFound {
 			t.Fatalf("user refusal: got %v", err)
 		}
 	}
@@ -138,7 +162,7 @@ func TestWireRequests(t *testing.T) {
 	keyed := verification.IdempotentSend{ID: "i", Fingerprint: "f", Owner: "n", Now: now, LeaseUntil: now.Add(time.Minute), KeepUntil: now.Add(time.Hour)}
 	sms.Idempotency = &keyed
 	for _, r := range []verification.Reservation{sms, smsToken} {
-		if err := s.Reserve(ctx, r); err != nil {
+		if _, err := s.Reserve(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -3,6 +3,7 @@ package dynamo
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -33,11 +34,38 @@ const (
 
 // Reserve commits r in one TransactWriteItems, or names the refusal from
 // the old items DynamoDB returns with the cancellation, in the order of
-// refusals that Limits.Judge and Judgement.Refusal encode. A refusal by the
-// user check costs one more UpdateItem: it spends the IP's budget, under the
-// captcha gate too.
-func (s *Store) Reserve(ctx context.Context, r verification.Reservation) error {
+// refusals that Limits.Judge and Judgement.Refusal encode. A refusal by the user check
+// costs one more UpdateItem: it spends the IP's budget, under the captcha
+// gate too. An ANY send reads its user item (Exists) beside the
+// transaction, so the answer costs no extra wait; Reserve waits for both.
+func (s *Store) Reserve(ctx context.Context, r verification.Reservation) (isUser bool, err error) {
 	tx := s.reserveTx(r)
+	var lookup chan error
+	switch r.Require {
+	case verification.RequireUser:
+		isUser = true
+	case verification.RequireNothing:
+		lookup = make(chan error, 1)
+		go func() {
+			var err error
+			isUser, err = s.Exists(ctx, r.Identity)
+			lookup <- err
+		}()
+	}
+	err = s.commit(ctx, r, tx)
+	if lookup != nil {
+		if lookupErr := <-lookup; err == nil && lookupErr != nil {
+			return false, fmt.Errorf("%w: %w", verification.ErrUserLookup, lookupErr)
+		}
+	}
+	if err != nil {
+		return false, err
+	}
+	return isUser, nil
+}
+
+// commit runs the transaction of tx and names its refusal.
+func (s *Store) commit(ctx context.Context, r verification.Reservation, tx reserve) error {
 	err := retryConflicts(ctx, func() error {
 		_, err := s.db.TransactWriteItems(ctx, tx.in)
 		return err

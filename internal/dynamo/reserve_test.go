@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +22,9 @@ type fakeDB struct {
 	txErr     error
 	updateErr error
 	calls     []string
+	// lookups counts GetItem apart from calls: an ANY send's user lookup
+	// runs beside its transaction, in no fixed order with it.
+	lookups atomic.Int32
 }
 
 func (f *fakeDB) TransactWriteItems(_ context.Context, in *dynamodb.TransactWriteItemsInput, _ ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
@@ -39,7 +43,7 @@ func (f *fakeDB) PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynam
 }
 
 func (f *fakeDB) GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
-	f.calls = append(f.calls, "GetItem")
+	f.lookups.Add(1)
 	return &dynamodb.GetItemOutput{}, nil
 }
 
@@ -112,7 +116,7 @@ func TestRefusalEdges(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := verification.Reservation{Handle: "h", IP: "ip1", Nonce: "n", Identity: "a", Require: tc.require, Now: now, ExpiresAt: now.Add(time.Minute)}
-			err = s.Reserve(t.Context(), r)
+			_, err = s.Reserve(t.Context(), r)
 			got := string(verification.KindOf(err))
 			if e, ok := err.(*verification.Error); ok && e.RetryAfter > 0 {
 				got = fmt.Sprintf("%s/%d", got, e.RetryAfter)
@@ -122,6 +126,15 @@ func TestRefusalEdges(t *testing.T) {
 			}
 			if calls := fmt.Sprint(db.calls); calls != tc.wantCalls {
 				t.Errorf("calls: got %s, want %s", calls, tc.wantCalls)
+			}
+			// An ANY send's lookup has returned by the time Reserve does,
+			// refused or not.
+			wantLookups := int32(0)
+			if tc.require == verification.RequireNothing {
+				wantLookups = 1
+			}
+			if db.lookups.Load() != wantLookups {
+				t.Errorf("user lookups: got %d, want %d", db.lookups.Load(), wantLookups)
 			}
 		})
 	}

@@ -84,8 +84,8 @@ const (
 // expression to 4 KB (TestLargestExpressions).
 const maxSlots = 100
 
-// Store is the DynamoDB store. It implements verification.Store,
-// verification.Users and captcha.Store.
+// Store is the DynamoDB store. It implements verification.Store and
+// captcha.Store.
 type Store struct {
 	db           Client
 	table, users *string // shared by all requests: read only
@@ -110,7 +110,6 @@ type Store struct {
 
 var (
 	_ verification.Store = (*Store)(nil)
-	_ verification.Users = (*Store)(nil)
 	_ captcha.Store      = (*Store)(nil)
 )
 
@@ -152,7 +151,8 @@ func (s *Store) prepareUsers() {
 	s.exists = newExpr("", "", "#identity", nil)
 }
 
-// Exists reports whether a user item exists for identity. The read is
+// Exists reports whether a user item exists for identity: the lookup Reserve
+// runs beside an ANY send's transaction. The read is
 // strongly consistent, so a user created a moment ago is seen, and projects
 // only the key, so a large user item costs nothing extra.
 func (s *Store) Exists(ctx context.Context, identity string) (bool, error) {

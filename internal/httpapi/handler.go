@@ -3,6 +3,12 @@
 // It routes, decodes requests strictly, renders every answer (errors through
 // one table and one writer), and writes one log line and one metrics line per
 // request. It knows no business rule.
+//
+// The answers of the two hot routes (send, verify) are written by hand
+// (appendJSON) rather than by json.Marshal. That serves internal/app's
+// BenchmarkSendEmail and BenchmarkVerify and buys little: one allocation and
+// about 32 bytes per request (61 instead of 62 allocations for a send); the
+// time it saves was within the noise of a shared 2-core machine.
 package httpapi
 
 import (

@@ -20,9 +20,9 @@ type Store struct {
 
 	mu         sync.Mutex
 	targets    map[string]*target
-	ips        map[string]*ring // accepted sends per IP key
-	verifyIPs  map[string]*ring // verifies of live codes per IP key
-	captchaIPs map[string]*ring // captcha images per IP key
+	ips        map[string]verification.Slots // accepted sends per IP key
+	verifyIPs  map[string]verification.Slots // verifies of live codes per IP key
+	captchaIPs map[string]verification.Slots // captcha images per IP key
 	users      map[string]bool
 	challenges map[string]*challenge
 	tokens     map[string]*tokenUses // captcha token id -> its spent uses
@@ -38,7 +38,7 @@ type tokenUses struct {
 }
 
 type target struct {
-	slots     ring
+	slots     verification.Slots
 	nonce     string
 	codeHash  string
 	attempts  int
@@ -60,9 +60,9 @@ func New(limits verification.Limits, users []string) *Store {
 	s := &Store{
 		limits:     limits,
 		targets:    map[string]*target{},
-		ips:        map[string]*ring{},
-		verifyIPs:  map[string]*ring{},
-		captchaIPs: map[string]*ring{},
+		ips:        map[string]verification.Slots{},
+		verifyIPs:  map[string]verification.Slots{},
+		captchaIPs: map[string]verification.Slots{},
 		users:      map[string]bool{},
 		challenges: map[string]*challenge{},
 		tokens:     map[string]*tokenUses{},
@@ -74,41 +74,33 @@ func New(limits verification.Limits, users []string) *Store {
 	return s
 }
 
-// Exists reports whether identity is a user.
-func (s *Store) Exists(_ context.Context, identity string) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.users[identity], nil
-}
+var _ verification.Store = (*Store)(nil)
 
-// LocalLookups marks Exists as a lookup in memory
-// (verification.LocalUsers): the service calls it in line.
-func (s *Store) LocalLookups() {}
-
-var _ verification.LocalUsers = (*Store)(nil)
-
-// Reserve commits r or returns the refusal that SPEC §3.4a names first.
-func (s *Store) Reserve(_ context.Context, r verification.Reservation) error {
+// Reserve commits r or returns the refusal the order of precedence names
+// first (verification.Store). The user directory is a map under the same
+// lock, so an ANY send's lookup is one read of it.
+func (s *Store) Reserve(_ context.Context, r verification.Reservation) (isUser bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep(r.Now)
 	// A held key wins over every other answer: it replays or refuses
 	// without touching anything else.
 	if err := s.idempotencyHit(r); err != nil {
-		return err
+		return false, err
 	}
 
 	ip := s.ips[r.IP]
 	if ip == nil {
-		ip = newRing(s.limits.IPCap)
+		ip = make(verification.Slots, s.limits.IPCap)
 	}
 	// A new target's item is only kept if the send is accepted.
 	t := s.targets[r.Handle]
 	if t == nil {
-		t = &target{slots: ring{t: make([]int64, s.limits.TargetCap)}}
+		t = &target{slots: make(verification.Slots, s.limits.TargetCap)}
 	}
+	exists := s.users[r.Identity]
 	var userRefusal error
-	switch exists := s.users[r.Identity]; {
+	switch {
 	case r.Require == verification.RequireUser && !exists:
 		userRefusal = verification.ErrUserNotFound
 	case r.Require == verification.RequireNoUser && exists:
@@ -116,20 +108,20 @@ func (s *Store) Reserve(_ context.Context, r verification.Reservation) error {
 	}
 	// The pumping refusals come before every other limit, and spend nothing.
 	if err := s.pump.judge(r).Refusal(r.CaptchaID != ""); err != nil {
-		return err
+		return false, err
 	}
 	tok := s.tokens[r.CaptchaID]
 	captchaUsed := tok != nil && tok.n >= s.limits.CaptchaTokenUses
-	j := s.limits.Judge(ip, &t.slots, r.Now)
+	j := s.limits.Judge(ip, t.slots, r.Now)
 	if err, spendIP := j.Refusal(r.CaptchaID != "", r.CaptchaID != "" && captchaUsed, userRefusal); err != nil {
 		if spendIP {
-			ip.push(r.Now.UnixMilli())
+			ip.Push(r.Now.UnixMilli())
 			s.ips[r.IP] = ip
 		}
-		return err
+		return false, err
 	}
 
-	ip.push(r.Now.UnixMilli())
+	ip.Push(r.Now.UnixMilli())
 	s.ips[r.IP] = ip
 	s.pump.send(r)
 	if r.CaptchaID != "" {
@@ -140,7 +132,7 @@ func (s *Store) Reserve(_ context.Context, r verification.Reservation) error {
 		tok.n++
 	}
 	s.claimIdempotency(r)
-	t.slots.push(r.Now.UnixMilli())
+	t.slots.Push(r.Now.UnixMilli())
 	// The new code replaces the old one (attempts and used start afresh).
 	*t = target{
 		slots:     t.slots,
@@ -150,7 +142,7 @@ func (s *Store) Reserve(_ context.Context, r verification.Reservation) error {
 		rec:       verification.Record{Identity: r.Identity, Channel: r.Channel, Target: r.Target},
 	}
 	s.targets[r.Handle] = t
-	return nil
+	return exists, nil
 }
 
 // Release removes r's code and gives back its cooldown slot, unless a newer
@@ -162,7 +154,7 @@ func (s *Store) Release(_ context.Context, r verification.Reservation) error {
 	if t == nil || t.nonce != r.Nonce {
 		return nil
 	}
-	t.slots.pop()
+	t.slots.Pop()
 	*t = target{slots: t.slots}
 	return nil
 }
@@ -196,19 +188,19 @@ func (s *Store) Consume(_ context.Context, a verification.Attempt) (verification
 }
 
 // spendWindow takes one event of key's rolling budget of n per window in
-// rings, or answers rate_limit_exceeded with the wait until the oldest of the
-// last n events leaves the window.
-func spendWindow(rings map[string]*ring, key string, n int, window time.Duration, now time.Time) error {
-	r := rings[key]
+// windows, or answers rate_limit_exceeded with the wait until the oldest of
+// the last n events leaves the window.
+func spendWindow(windows map[string]verification.Slots, key string, n int, window time.Duration, now time.Time) error {
+	r := windows[key]
 	if r == nil {
-		r = newRing(n)
+		r = make(verification.Slots, n)
 	}
 	cut := now.Add(-window).UnixMilli()
 	if t := r.Newest(n); t > cut {
 		return verification.RequestsLimited(ceilSeconds(time.Duration(t-cut) * time.Millisecond))
 	}
-	r.push(now.UnixMilli())
-	rings[key] = r
+	r.Push(now.UnixMilli())
+	windows[key] = r
 	return nil
 }
 
@@ -265,10 +257,10 @@ func (s *Store) sweep(now time.Time) {
 			delete(s.targets, k)
 		}
 	}
-	for _, rings := range []map[string]*ring{s.ips, s.verifyIPs, s.captchaIPs} {
-		for k, sl := range rings {
+	for _, windows := range []map[string]verification.Slots{s.ips, s.verifyIPs, s.captchaIPs} {
+		for k, sl := range windows {
 			if sl.Newest(1) <= ipCut {
-				delete(rings, k)
+				delete(windows, k)
 			}
 		}
 	}
@@ -283,34 +275,4 @@ func (s *Store) sweep(now time.Time) {
 		}
 	}
 	s.sweepIdempotency(now)
-}
-
-// ring keeps the times of a key's last n accepted events, like
-// verification.Slots, but pushes in O(1), so large limits (load tests) cost
-// nothing per send.
-type ring struct {
-	t    []int64
-	next int // where the next push goes: the oldest slot
-}
-
-func newRing(n int) *ring { return &ring{t: make([]int64, n)} }
-
-func (r *ring) push(now int64) {
-	r.t[r.next] = now
-	r.next = (r.next + 1) % len(r.t)
-}
-
-// pop undoes the newest push; the event it overwrote was outside the window
-// (that is why the push was allowed), so zero stands in for it.
-func (r *ring) pop() {
-	r.next = (r.next - 1 + len(r.t)) % len(r.t)
-	r.t[r.next] = 0
-}
-
-// Newest implements verification.Window.
-func (r *ring) Newest(k int) int64 {
-	if k < 1 || k > len(r.t) {
-		return 0
-	}
-	return r.t[(r.next-k+len(r.t))%len(r.t)]
 }

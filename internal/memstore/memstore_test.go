@@ -12,6 +12,6 @@ import (
 func TestContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, limits verification.Limits, users []string) storetest.Stores {
 		s := memstore.New(limits, users)
-		return storetest.Stores{Codes: s, Users: s, Captcha: s, SetPumping: func(p verification.Pumping) error { s.SetPumping(p); return nil }}
+		return storetest.Stores{Codes: s, Captcha: s, SetPumping: func(p verification.Pumping) error { s.SetPumping(p); return nil }}
 	})
 }

@@ -13,7 +13,7 @@ import (
 type pumping struct {
 	cfg      verification.Pumping
 	prefixes map[string]map[int64]verification.PrefixCounts // prefix -> bucket -> counts of its window
-	shards   []*ring
+	shards   []verification.Slots
 }
 
 // SetPumping turns on the SMS pumping defences p. Call it before the store
@@ -21,17 +21,17 @@ type pumping struct {
 func (s *Store) SetPumping(p verification.Pumping) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// A shard's ring is made on its first send: a large budget has many.
-	s.pump = pumping{cfg: p, prefixes: map[string]map[int64]verification.PrefixCounts{}, shards: make([]*ring, p.Shards())}
+	// A shard's slots are made on its first send: a large budget has many.
+	s.pump = pumping{cfg: p, prefixes: map[string]map[int64]verification.PrefixCounts{}, shards: make([]verification.Slots, p.Shards())}
 }
 
-// shard is the ring of budget shard i, nil for none.
-func (p *pumping) shard(r verification.Reservation) *ring {
+// shard is the slots of the budget shard r draws, nil for none.
+func (p *pumping) shard(r verification.Reservation) verification.Slots {
 	if !r.CountBudget || r.BudgetShard < 0 || r.BudgetShard >= len(p.shards) {
 		return nil
 	}
 	if p.shards[r.BudgetShard] == nil {
-		p.shards[r.BudgetShard] = newRing(p.cfg.MaxShardCap())
+		p.shards[r.BudgetShard] = make(verification.Slots, p.cfg.MaxShardCap())
 	}
 	return p.shards[r.BudgetShard]
 }
@@ -56,7 +56,7 @@ func (p *pumping) send(r verification.Reservation) {
 		p.add(r.Prefix, r.Now, verification.SendUnverified, verification.SendExcess)
 	}
 	if sh := p.shard(r); sh != nil {
-		sh.push(r.Now.UnixMilli())
+		sh.Push(r.Now.UnixMilli())
 	}
 }
 

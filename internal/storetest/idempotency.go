@@ -71,53 +71,53 @@ func runIdempotencyLifecycle(t *testing.T, newStore IdempotencyNewFunc) {
 	answer := verification.Answer{Status: 200, Body: []byte(`{"verification_id":"v1","expires_in":600,"is_user":false}`)}
 
 	first := keyed(s.new("a@example.com", "ip1", at(0)), "k1", "fpA")
-	check(t, "first use", Outcome(codes.Reserve(ctx, first)), ok)
+	check(t, "first use", Outcome(reserve(ctx, codes, first)), ok)
 
 	// While it runs, the same key (from another target, so no other rule
 	// could refuse) is held, and the held reservation wrote nothing: its
 	// target takes a send at once.
 	second := keyed(s.new("b@example.com", "ip2", at(time.Second)), "k1", "fpA")
-	check(t, "while running", keyState(codes.Reserve(ctx, second)), "held:fpA:running")
-	check(t, "held reservation wrote nothing", Outcome(codes.Reserve(ctx, s.new("b@example.com", "ip2", at(2*time.Second)))), ok)
+	check(t, "while running", keyState(reserve(ctx, codes, second)), "held:fpA:running")
+	check(t, "held reservation wrote nothing", Outcome(reserve(ctx, codes, s.new("b@example.com", "ip2", at(2*time.Second)))), ok)
 
 	remember(t, ks, first, true, answer)
 	again := keyed(s.new("c@example.com", "ip3", at(time.Minute)), "k1", "fpA")
-	check(t, "after the answer", keyState(codes.Reserve(ctx, again)), "held:fpA:200:"+string(answer.Body)+":0")
+	check(t, "after the answer", keyState(reserve(ctx, codes, again)), "held:fpA:200:"+string(answer.Body)+":0")
 	// Another body with the key: the store says whose body holds it.
 	other := keyed(s.new("c@example.com", "ip3", at(time.Minute)), "k1", "fpB")
-	check(t, "another body", keyState(codes.Reserve(ctx, other)), "held:fpA:200:"+string(answer.Body)+":0")
+	check(t, "another body", keyState(reserve(ctx, codes, other)), "held:fpA:200:"+string(answer.Body)+":0")
 	// Another key is free.
-	check(t, "another key", Outcome(codes.Reserve(ctx, keyed(s.new("d@example.com", "ip4", at(time.Minute)), "k2", "fpA"))), ok)
+	check(t, "another key", Outcome(reserve(ctx, codes, keyed(s.new("d@example.com", "ip4", at(time.Minute)), "k2", "fpA"))), ok)
 
 	// Kept 24 hours from the first request, not from the answer.
 	last := keyed(s.new("e@example.com", "ip5", at(24*time.Hour-time.Second)), "k1", "fpA")
-	check(t, "just before 24 h", keyState(codes.Reserve(ctx, last)), "held:fpA:200:"+string(answer.Body)+":0")
+	check(t, "just before 24 h", keyState(reserve(ctx, codes, last)), "held:fpA:200:"+string(answer.Body)+":0")
 	after := keyed(s.new("e@example.com", "ip5", at(24*time.Hour)), "k1", "fpB")
-	check(t, "after 24 h", Outcome(codes.Reserve(ctx, after)), ok)
+	check(t, "after 24 h", Outcome(reserve(ctx, codes, after)), ok)
 }
 
 func runIdempotencyRefused(t *testing.T, newStore IdempotencyNewFunc) {
 	codes, ks := newStore(t)
 	ctx := context.Background()
 	var s sends
-	check(t, "send", Outcome(codes.Reserve(ctx, s.new("a@example.com", "ip1", at(0)))), ok)
+	check(t, "send", Outcome(reserve(ctx, codes, s.new("a@example.com", "ip1", at(0)))), ok)
 
 	// A refused reservation claims nothing; its answer is recorded on the
 	// free key afterwards.
 	refused := keyed(s.new("a@example.com", "ip1", at(10*time.Second)), "k1", "fpA")
-	check(t, "in cooldown", keyState(codes.Reserve(ctx, refused)), rate(50))
+	check(t, "in cooldown", keyState(reserve(ctx, codes, refused)), rate(50))
 	answer := verification.Answer{Status: 429, Body: []byte(`{"error":"rate_limit_exceeded"}`), RetryAfter: 50}
 	remember(t, ks, refused, false, answer)
 	// The key now replays the refusal, even after the cooldown ended.
 	retry := keyed(s.new("a@example.com", "ip1", at(2*time.Minute)), "k1", "fpA")
-	check(t, "retry", keyState(codes.Reserve(ctx, retry)), `held:fpA:429:{"error":"rate_limit_exceeded"}:50`)
+	check(t, "retry", keyState(reserve(ctx, codes, retry)), `held:fpA:429:{"error":"rate_limit_exceeded"}:50`)
 
 	// A refusal's answer never overwrites a key another request holds.
 	claim := keyed(s.new("b@example.com", "ip2", at(3*time.Minute)), "k2", "fpB")
-	check(t, "claim k2", Outcome(codes.Reserve(ctx, claim)), ok)
+	check(t, "claim k2", Outcome(reserve(ctx, codes, claim)), ok)
 	late := keyed(s.new("a@example.com", "ip1", at(3*time.Minute)), "k2", "fpC")
 	remember(t, ks, late, false, answer)
-	check(t, "k2 still running", keyState(codes.Reserve(ctx, keyed(s.new("c@example.com", "ip3", at(3*time.Minute)), "k2", "fpB"))), "held:fpB:running")
+	check(t, "k2 still running", keyState(reserve(ctx, codes, keyed(s.new("c@example.com", "ip3", at(3*time.Minute)), "k2", "fpB"))), "held:fpB:running")
 }
 
 func runIdempotencyLease(t *testing.T, newStore IdempotencyNewFunc) {
@@ -128,27 +128,27 @@ func runIdempotencyLease(t *testing.T, newStore IdempotencyNewFunc) {
 
 	// A claim whose send died: held until its lease ends, then free.
 	dead := keyed(s.new("a@example.com", "ip1", at(0)), "k1", "fpA")
-	check(t, "claim", Outcome(codes.Reserve(ctx, dead)), ok)
-	check(t, "before the lease ends", keyState(codes.Reserve(ctx, keyed(s.new("b@example.com", "ip2", at(lease-time.Second)), "k1", "fpA"))), "held:fpA:running")
+	check(t, "claim", Outcome(reserve(ctx, codes, dead)), ok)
+	check(t, "before the lease ends", keyState(reserve(ctx, codes, keyed(s.new("b@example.com", "ip2", at(lease-time.Second)), "k1", "fpA"))), "held:fpA:running")
 	next := keyed(s.new("b@example.com", "ip2", at(lease)), "k1", "fpA")
-	check(t, "after the lease", Outcome(codes.Reserve(ctx, next)), ok)
+	check(t, "after the lease", Outcome(reserve(ctx, codes, next)), ok)
 	// The dead send's late answer is not recorded: next holds the key.
 	remember(t, ks, dead, true, verification.Answer{Status: 200, Body: []byte("dead")})
-	check(t, "late answer ignored", keyState(codes.Reserve(ctx, keyed(s.new("c@example.com", "ip3", at(lease+time.Second)), "k1", "fpA"))), "held:fpA:running")
+	check(t, "late answer ignored", keyState(reserve(ctx, codes, keyed(s.new("c@example.com", "ip3", at(lease+time.Second)), "k1", "fpA"))), "held:fpA:running")
 
 	// A failed send gives its key back; only its own claim.
 	failed := keyed(s.new("d@example.com", "ip4", at(0)), "k2", "fpA")
-	check(t, "claim k2", Outcome(codes.Reserve(ctx, failed)), ok)
+	check(t, "claim k2", Outcome(reserve(ctx, codes, failed)), ok)
 	stranger := *failed.Idempotency
 	stranger.Owner = "someone-else"
 	if err := ks.ReleaseKey(ctx, stranger); err != nil {
 		t.Fatal(err)
 	}
-	check(t, "released by another", keyState(codes.Reserve(ctx, keyed(s.new("e@example.com", "ip5", at(time.Second)), "k2", "fpA"))), "held:fpA:running")
+	check(t, "released by another", keyState(reserve(ctx, codes, keyed(s.new("e@example.com", "ip5", at(time.Second)), "k2", "fpA"))), "held:fpA:running")
 	if err := ks.ReleaseKey(ctx, *failed.Idempotency); err != nil {
 		t.Fatal(err)
 	}
-	check(t, "released", Outcome(codes.Reserve(ctx, keyed(s.new("e@example.com", "ip5", at(2*time.Second)), "k2", "fpA"))), ok)
+	check(t, "released", Outcome(reserve(ctx, codes, keyed(s.new("e@example.com", "ip5", at(2*time.Second)), "k2", "fpA"))), ok)
 }
 
 // runIdempotencyConcurrent: many reservations with one key at once, each
@@ -164,7 +164,7 @@ func runIdempotencyConcurrent(t *testing.T, newStore IdempotencyNewFunc) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			outcomes[i] = keyState(codes.Reserve(context.Background(), r))
+			outcomes[i] = keyState(reserve(context.Background(), codes, r))
 		}()
 	}
 	wg.Wait()

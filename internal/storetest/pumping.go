@@ -68,7 +68,7 @@ func runPumping(t *testing.T, newStore NewFunc) {
 		send := func(prefix string, n int, at time.Duration, captcha string) {
 			r := b.new(prefix, n, "", T0.Add(at))
 			r.CaptchaID = captcha
-			got = append(got, fmt.Sprintf("%s/%d:%s", prefix, n, Outcome(st.Codes.Reserve(t.Context(), r))))
+			got = append(got, fmt.Sprintf("%s/%d:%s", prefix, n, Outcome(reserve(t.Context(), st.Codes, r))))
 		}
 		for n := range 3 {
 			send(prefixA, n, 0, "") // three unverified sends: suspect from now on
@@ -106,7 +106,7 @@ func runPumping(t *testing.T, newStore NewFunc) {
 		for n := range 3 {
 			mustReserve(t, st, b.new(prefixA, n, "", at(0)))
 		}
-		err := st.Codes.Reserve(t.Context(), b.new(prefixA, 3, "", at(time.Second)))
+		_, err := st.Codes.Reserve(t.Context(), b.new(prefixA, 3, "", at(time.Second)))
 		var pr *verification.PrefixRefusal
 		if !errors.As(err, &pr) {
 			t.Fatalf("refusal %v, want a *PrefixRefusal", err)
@@ -135,7 +135,7 @@ func runPumping(t *testing.T, newStore NewFunc) {
 		// than 4 x 5 verified, and past 3 x 3: blocked.
 		var got []string
 		for n := 5; n < 27; n++ {
-			got = append(got, Outcome(st.Codes.Reserve(t.Context(), b.new(prefixA, n, "", at(time.Minute)))))
+			got = append(got, Outcome(reserve(t.Context(), st.Codes, b.new(prefixA, n, "", at(time.Minute)))))
 		}
 		want := slicesRepeat(ok, 21)
 		want = append(want, destBlocked)
@@ -154,9 +154,9 @@ func runPumping(t *testing.T, newStore NewFunc) {
 			mustReserve(t, st, b.new(prefixA, n, "ip1", at(0))) // ip1 spent, prefix suspect
 		}
 		got := []string{
-			Outcome(st.Codes.Reserve(t.Context(), b.new(prefixA, 3, "ip1", at(time.Second)))),
-			Outcome(st.Codes.Reserve(t.Context(), b.new(prefixB, 3, "ip1", at(time.Second)))),
-			Outcome(st.Codes.Reserve(t.Context(), b.new(prefixA, 4, "ip2", at(time.Second)))),
+			Outcome(reserve(t.Context(), st.Codes, b.new(prefixA, 3, "ip1", at(time.Second)))),
+			Outcome(reserve(t.Context(), st.Codes, b.new(prefixB, 3, "ip1", at(time.Second)))),
+			Outcome(reserve(t.Context(), st.Codes, b.new(prefixA, 4, "ip2", at(time.Second)))),
 		}
 		want := []string{capRequired, rate(3599), capRequired}
 		if strings.Join(got, " ") != strings.Join(want, " ") {
@@ -184,7 +184,7 @@ func runPumping(t *testing.T, newStore NewFunc) {
 			n++
 			r := b.new(prefixA, n, "", T0.Add(at))
 			r.CountBudget, r.BudgetShard = true, shard
-			err := st.Codes.Reserve(t.Context(), r)
+			_, err := st.Codes.Reserve(t.Context(), r)
 			if e, isErr := errors.AsType[*verification.Error](err); isErr && e.LogReason != verification.ReasonBudgetExhausted {
 				t.Errorf("budget refusal's log reason %q, want %q", e.LogReason, verification.ReasonBudgetExhausted)
 			}
@@ -211,7 +211,7 @@ func runPumping(t *testing.T, newStore NewFunc) {
 		var mu sync.Mutex
 		accepted := 0
 		race(10, func(i int) string {
-			o := Outcome(st.Codes.Reserve(t.Context(), b.new(prefixA, i, "", at(0))))
+			o := Outcome(reserve(t.Context(), st.Codes, b.new(prefixA, i, "", at(0))))
 			switch {
 			case o == ok:
 				mu.Lock()
@@ -225,7 +225,7 @@ func runPumping(t *testing.T, newStore NewFunc) {
 		})
 		// Never more than the limit; sending on one by one reaches exactly it.
 		for n := 10; accepted < 4 && n < 20; n++ {
-			if Outcome(st.Codes.Reserve(t.Context(), b.new(prefixA, n, "", at(time.Second)))) != ok {
+			if Outcome(reserve(t.Context(), st.Codes, b.new(prefixA, n, "", at(time.Second)))) != ok {
 				break
 			}
 			accepted++

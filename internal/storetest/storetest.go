@@ -23,11 +23,10 @@ import (
 	"github.com/verifykit/verifykit/internal/verification"
 )
 
-// Stores are the views of one store under test. All three must share state:
-// Codes sees the users Users sees, in one database.
+// Stores are the views of one store under test. Both must share state, in
+// one database.
 type Stores struct {
 	Codes   verification.Store
-	Users   verification.Users
 	Captcha captcha.Store
 	// SetPumping turns on the store's SMS pumping defences (the Pumping
 	// cases call it once, before the first send).
@@ -417,7 +416,7 @@ func runReserve(t *testing.T, newStore NewFunc) {
 				r := b.new(sp.identity, sp.ip, at(sp.at))
 				r.Require = sp.require
 				r.CaptchaID = sp.captcha
-				err := st.Codes.Reserve(t.Context(), r)
+				_, err := st.Codes.Reserve(t.Context(), r)
 				if got := Outcome(err); got != sp.want {
 					t.Fatalf("step %d (%v %s from %s, captcha %q): got %s, want %s",
 						i, sp.at, sp.identity, sp.ip, sp.captcha, got, sp.want)
@@ -444,11 +443,11 @@ func runRelease(t *testing.T, newStore NewFunc) {
 			t.Errorf("released code: got %s, want %s", got, expired)
 		}
 		r2 := b.new("a", "ip1", at(time.Second))
-		if got := Outcome(st.Codes.Reserve(ctx, r2)); got != ok {
+		if got := Outcome(reserve(ctx, st.Codes, r2)); got != ok {
 			t.Fatalf("reserve after release: got %s, want ok", got)
 		}
 		r3 := b.new("b", "ip1", at(2*time.Second))
-		if got, want := Outcome(st.Codes.Reserve(ctx, r3)), rate(3598); got != want {
+		if got, want := Outcome(reserve(ctx, st.Codes, r3)), rate(3598); got != want {
 			t.Errorf("third send from the IP: got %s, want %s (the released send still counts)", got, want)
 		}
 	})
@@ -461,13 +460,13 @@ func runRelease(t *testing.T, newStore NewFunc) {
 		mustReserve(t, st, b.new("a", "ip1", at(0)))
 		r2 := b.new("a", "ip2", at(time.Minute))
 		mustReserve(t, st, r2)
-		if got, want := Outcome(st.Codes.Reserve(t.Context(), b.new("a", "ip3", at(2*time.Minute)))), rate(24*3600-120); got != want {
+		if got, want := Outcome(reserve(t.Context(), st.Codes, b.new("a", "ip3", at(2*time.Minute)))), rate(24*3600-120); got != want {
 			t.Fatalf("third send: got %s, want %s", got, want)
 		}
 		if err := st.Codes.Release(t.Context(), r2); err != nil {
 			t.Fatalf("release: %v", err)
 		}
-		if got := Outcome(st.Codes.Reserve(t.Context(), b.new("a", "ip3", at(2*time.Minute)))); got != ok {
+		if got := Outcome(reserve(t.Context(), st.Codes, b.new("a", "ip3", at(2*time.Minute)))); got != ok {
 			t.Errorf("send after release: got %s, want ok", got)
 		}
 	})
@@ -482,7 +481,7 @@ func runRelease(t *testing.T, newStore NewFunc) {
 		if err := st.Codes.Release(t.Context(), r1); err != nil {
 			t.Fatalf("release: got %v, want nil", err)
 		}
-		if got, want := Outcome(st.Codes.Reserve(t.Context(), b.new("a", "ip1", at(61*time.Second)))), rate(59); got != want {
+		if got, want := Outcome(reserve(t.Context(), st.Codes, b.new("a", "ip1", at(61*time.Second)))), rate(59); got != want {
 			t.Errorf("send after the stale release: got %s, want %s (r2's cooldown stays)", got, want)
 		}
 		if got := Outcome(consume(t, st, attempt(r2, right(r2), at(62*time.Second)))); got != ok {
@@ -672,20 +671,28 @@ func runChallenge(t *testing.T, newStore NewFunc) {
 	}
 }
 
+// runUsers: Reserve answers whether the user exists, looked up for ANY and
+// the reservation's own check for USER and NOT_USER.
 func runUsers(t *testing.T, newStore NewFunc) {
-	st := newStore(t, Limits(), []string{"alice@example.com", "+8613800138000"})
-	for _, tc := range []struct {
+	st := newStore(t, Limits(), []string{"alice@example.com", "+8613800138000", "dave@example.com"})
+	var b sends
+	for i, tc := range []struct {
 		identity string
+		require  verification.Requirement
 		want     bool
 	}{
-		{"alice@example.com", true},
-		{"+8613800138000", true},
-		{"bob@example.com", false},
-		{"ALICE@example.com", false}, // identities are normalised before they get here
+		{"alice@example.com", verification.RequireNothing, true},
+		{"+8613800138000", verification.RequireNothing, true},
+		{"bob@example.com", verification.RequireNothing, false},
+		{"ALICE@example.com", verification.RequireNothing, false}, // identities are normalised before they get here
+		{"dave@example.com", verification.RequireUser, true},
+		{"erin@example.com", verification.RequireNoUser, false},
 	} {
-		got, err := st.Users.Exists(t.Context(), tc.identity)
+		r := b.new(tc.identity, fmt.Sprintf("ip%d", i), at(0))
+		r.Require = tc.require
+		got, err := st.Codes.Reserve(t.Context(), r)
 		if err != nil || got != tc.want {
-			t.Errorf("Exists(%q): got %v, %v, want %v, nil", tc.identity, got, err, tc.want)
+			t.Errorf("Reserve(%q, require %d): got is_user %v, %v, want %v, nil", tc.identity, tc.require, got, err, tc.want)
 		}
 	}
 }
@@ -697,7 +704,7 @@ func runConcurrent(t *testing.T, newStore NewFunc) {
 		st := newStore(t, Limits(), nil)
 		var b sends
 		got := race(20, func(i int) string {
-			return Outcome(st.Codes.Reserve(t.Context(), b.new("a", fmt.Sprintf("ip%d", i), at(0))))
+			return Outcome(reserve(t.Context(), st.Codes, b.new("a", fmt.Sprintf("ip%d", i), at(0))))
 		})
 		checkCounts(t, got, map[string]int{ok: 1, rate(60): 19})
 	})
@@ -706,7 +713,7 @@ func runConcurrent(t *testing.T, newStore NewFunc) {
 		st := newStore(t, Limits(), nil)
 		var b sends
 		got := race(20, func(i int) string {
-			return Outcome(st.Codes.Reserve(t.Context(), b.new(fmt.Sprintf("t%d", i), "ip1", at(0))))
+			return Outcome(reserve(t.Context(), st.Codes, b.new(fmt.Sprintf("t%d", i), "ip1", at(0))))
 		})
 		checkCounts(t, got, map[string]int{ok: 10, rate(3600): 10})
 	})
@@ -717,7 +724,7 @@ func runConcurrent(t *testing.T, newStore NewFunc) {
 		got := race(5, func(i int) string {
 			r := b.new(fmt.Sprintf("t%d", i), fmt.Sprintf("ip%d", i), at(0))
 			r.CaptchaID = "k1"
-			return Outcome(st.Codes.Reserve(t.Context(), r))
+			return Outcome(reserve(t.Context(), st.Codes, r))
 		})
 		checkCounts(t, got, map[string]int{ok: 1, capInvalid: 4})
 	})
@@ -730,7 +737,7 @@ func runConcurrent(t *testing.T, newStore NewFunc) {
 		got := race(10, func(i int) string {
 			r := b.new(fmt.Sprintf("t%d", i), "ip1", at(0))
 			r.CaptchaID = "k1"
-			return Outcome(st.Codes.Reserve(t.Context(), r))
+			return Outcome(reserve(t.Context(), st.Codes, r))
 		})
 		checkCounts(t, got, map[string]int{ok: 3, capInvalid: 7})
 	})
@@ -746,7 +753,7 @@ func runConcurrent(t *testing.T, newStore NewFunc) {
 		got := race(10, func(i int) string {
 			r := b.new(fmt.Sprintf("nobody%d", i), "ip1", at(0))
 			r.Require = verification.RequireUser
-			return Outcome(st.Codes.Reserve(t.Context(), r))
+			return Outcome(reserve(t.Context(), st.Codes, r))
 		})
 		checkCounts(t, got, map[string]int{notFound: 3, capRequired: 7})
 	})
@@ -762,7 +769,7 @@ func runConcurrent(t *testing.T, newStore NewFunc) {
 				r.Identity, r.Handle = "alice", fmt.Sprintf("handle:alice%d", i)
 				r.Require = verification.RequireNoUser
 			}
-			return Outcome(st.Codes.Reserve(t.Context(), r))
+			return Outcome(reserve(t.Context(), st.Codes, r))
 		})
 		n := map[string]int{}
 		for _, o := range got {
@@ -872,9 +879,15 @@ func checkCounts(t *testing.T, outcomes []string, want map[string]int) {
 	}
 }
 
+// reserve is codes.Reserve's error, for the cases about refusals.
+func reserve(ctx context.Context, codes verification.Store, r verification.Reservation) error {
+	_, err := codes.Reserve(ctx, r)
+	return err
+}
+
 func mustReserve(t *testing.T, st Stores, r verification.Reservation) {
 	t.Helper()
-	if err := st.Codes.Reserve(t.Context(), r); err != nil {
+	if _, err := st.Codes.Reserve(t.Context(), r); err != nil {
 		t.Fatalf("reserve %s at %v: %v", r.Identity, r.Now.Sub(T0), err)
 	}
 }

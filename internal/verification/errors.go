@@ -143,6 +143,11 @@ func KindOf(err error) Kind {
 // reached or throttles: the service fails closed with service_unavailable.
 var ErrUnavailable = errors.New("store unavailable")
 
+// ErrUserLookup is returned (wrapped, with its cause) by Store.Reserve when
+// the reservation committed but an ANY send's user lookup failed: the caller
+// releases the reservation and answers from the cause.
+var ErrUserLookup = errors.New("user lookup")
+
 // ErrOutcomeUnknown is returned (wrapped) by a Sender when the request reached
 // the provider but no answer came back in time: the message may still be
 // delivered, so the code and the cooldown are kept.

@@ -2,10 +2,12 @@ package verification
 
 import "time"
 
-// Limits are the sending rules of SPEC §3.2–3.4. Both stores enforce them
-// atomically; Judge is their one description in Go, which the in-memory store
-// runs under its lock and the DynamoDB store uses to name the refusal after a
-// condition failed (its condition expressions say the same thing).
+// Limits are the sending rules: a cooldown and a daily cap per target, an
+// hourly budget per IP, the captcha gates, and the verify and captcha
+// budgets. Both stores enforce them atomically; Judge is their one
+// description in Go, which the in-memory store runs under its lock and the
+// DynamoDB store uses to name the refusal after a condition failed (its
+// condition expressions say the same thing).
 type Limits struct {
 	Cooldown       time.Duration // per target, between accepted sends
 	TargetCap      int           // accepted sends per target per TargetWindow
@@ -29,43 +31,24 @@ type Limits struct {
 }
 
 // Slots are the times (Unix milliseconds) of the last accepted events of one
-// key, oldest first, zero for "none". A rolling limit of N events per window W
-// keeps N slots: a new event is allowed when the oldest left the window.
+// key, oldest first, zero for "none": the one rolling window of both stores
+// (DynamoDB keeps them as attributes of the key's item, the memory store as
+// this slice). A rolling limit of N events per window W keeps N slots: a new
+// event is allowed when the oldest left the window. Limits are at most 100,
+// so shifting the slots in place costs less than a ring's bookkeeping.
 type Slots []int64
 
-// Push returns the slots after accepting an event at now.
-func (s Slots) Push(now int64) Slots {
-	out := make(Slots, len(s))
-	copy(out, s[1:])
-	out[len(s)-1] = now
-	return out
+// Push records an event at now, dropping the oldest slot.
+func (s Slots) Push(now int64) {
+	copy(s, s[1:])
+	s[len(s)-1] = now
 }
 
 // Pop undoes the newest Push. The value Push dropped was outside the window
 // (that is why the event was accepted), so a zero in its place is equivalent.
-func (s Slots) Pop() Slots {
-	out := make(Slots, len(s))
-	copy(out[1:], s[:len(s)-1])
-	return out
-}
-
-// Resize fits slots read from storage to n (limits may change between
-// deployments): missing slots are zero, surplus old slots are dropped.
-func (s Slots) Resize(n int) Slots {
-	out := make(Slots, n)
-	if len(s) >= n {
-		copy(out, s[len(s)-n:])
-	} else {
-		copy(out[n-len(s):], s)
-	}
-	return out
-}
-
-// Window is the history of one key's accepted events that Judge reads.
-type Window interface {
-	// Newest is the time (Unix ms) of the k-th most recent event (k from
-	// 1), 0 if there is none.
-	Newest(k int) int64
+func (s Slots) Pop() {
+	copy(s[1:], s)
+	s[0] = 0
 }
 
 // Newest is the time of the k-th most recent event (k from 1), 0 if none.
@@ -86,7 +69,7 @@ type Judgement struct {
 }
 
 // Judge applies the limits to the slots of an IP and of a target at now.
-func (l Limits) Judge(ip, target Window, now time.Time) Judgement {
+func (l Limits) Judge(ip, target Slots, now time.Time) Judgement {
 	var j Judgement
 	ms := now.UnixMilli()
 	ipCut := ms - l.IPWindow.Milliseconds()

@@ -209,8 +209,8 @@ type PumpingJudgement struct {
 }
 
 // JudgeBudget fills in the budget part of j from the slots of the budget
-// shard the send drew (a Window), shard i.
-func (p Pumping) JudgeBudget(j *PumpingJudgement, shard Window, i int, now time.Time) {
+// shard the send drew (its Slots), shard i.
+func (p Pumping) JudgeBudget(j *PumpingJudgement, shard Slots, i int, now time.Time) {
 	cut := now.UnixMilli() - p.Window.Milliseconds()
 	if t := shard.Newest(p.ShardCap(i)); t > cut {
 		j.BudgetSpent = true

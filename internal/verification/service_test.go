@@ -58,8 +58,19 @@ func (fakeCaptcha) Check(tok, _ string, now time.Time) (verification.CaptchaPass
 // downStore is a store whose database cannot be reached.
 type downStore struct{ verification.Store }
 
-func (downStore) Reserve(context.Context, verification.Reservation) error {
-	return fmt.Errorf("dial tcp: connection refused: %w", verification.ErrUnavailable)
+func (downStore) Reserve(context.Context, verification.Reservation) (bool, error) {
+	return false, fmt.Errorf("dial tcp: connection refused: %w", verification.ErrUnavailable)
+}
+
+// lookupFails is a store whose reservations commit but whose ANY user
+// lookup fails, as the DynamoDB store's GetItem beside the transaction can.
+type lookupFails struct{ *memstore.Store }
+
+func (l lookupFails) Reserve(ctx context.Context, r verification.Reservation) (bool, error) {
+	if _, err := l.Store.Reserve(ctx, r); err != nil {
+		return false, err
+	}
+	return false, fmt.Errorf("%w: %w", verification.ErrUserLookup, verification.ErrUnavailable)
 }
 
 type clock struct{ t time.Time }
@@ -111,7 +122,6 @@ func newFixture(t *testing.T, limits verification.Limits, users ...string) *fixt
 	}
 	f.svc = &verification.Service{
 		Store:    f.store,
-		Users:    f.store,
 		Senders:  map[verification.Channel]verification.Sender{verification.SMS: f.sms, verification.Email: f.email},
 		Captcha:  fakeCaptcha{},
 		Tokens:   f.tokens,
@@ -324,6 +334,22 @@ func TestStoreUnavailableSendsNothing(t *testing.T) {
 	}
 	if len(f.email.msgs) != 0 {
 		t.Fatal("sent although the store failed")
+	}
+}
+
+func TestUserLookupFailureGivesReservationBack(t *testing.T) {
+	f := newFixture(t, testLimits)
+	f.svc.Store = lookupFails{f.store}
+	if _, err := f.send(t, emailSend("a@b.c", "ANY")); verification.KindOf(err) != verification.KindServiceUnavailable {
+		t.Fatalf("got %v, want service_unavailable", err)
+	}
+	if len(f.email.msgs) != 0 {
+		t.Fatal("sent although the user lookup failed")
+	}
+	// The reservation was released: the same send goes through at once.
+	f.svc.Store = f.store
+	if _, err := f.send(t, emailSend("a@b.c", "ANY")); err != nil {
+		t.Fatalf("retry after the failed lookup: %v", err)
 	}
 }
 

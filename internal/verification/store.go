@@ -64,13 +64,19 @@ type Attempt struct {
 // store itself (DynamoDB condition expressions, or one lock in memory); the
 // service never reads to decide and then writes.
 type Store interface {
-	// Reserve commits r, or returns the refusal SPEC §3.4a names: a
-	// *Error of rate_limit_exceeded, captcha_invalid, captcha_required,
-	// user_not_found or user_already_exists (the last two after spending the
-	// IP's budget), or an error wrapping ErrUnavailable. The pumping
-	// refusals (PumpingJudgement.Refusal) come before all of them; a
-	// breaker refusal is a *PrefixRefusal.
-	Reserve(ctx context.Context, r Reservation) error
+	// Reserve commits r, or returns the refusal the order of precedence
+	// names first: a *Error of rate_limit_exceeded, captcha_invalid,
+	// captcha_required, user_not_found or user_already_exists (the last two
+	// after spending the IP's budget), or an error wrapping ErrUnavailable.
+	// The pumping refusals (PumpingJudgement.Refusal) come before all of
+	// them; a breaker refusal is a *PrefixRefusal.
+	//
+	// isUser answers whether the user exists: true for USER and false for
+	// NOT_USER (the reservation's own check), looked up for ANY. How is the
+	// store's business (DynamoDB reads the user beside its transaction, the
+	// memory store under its lock). An error wrapping ErrUserLookup means
+	// the reservation committed but that lookup failed: Release it.
+	Reserve(ctx context.Context, r Reservation) (isUser bool, err error)
 	// Release undoes a reservation whose message could not be sent: the code
 	// is removed and the target's cooldown and cap slot given back, unless a
 	// newer send already replaced it. The IP's budget stays spent.
@@ -87,20 +93,6 @@ type Store interface {
 	// A right SMS code counts as verified for its breaker prefix
 	// (Pumping.Counted).
 	Consume(ctx context.Context, a Attempt) (Record, error)
-}
-
-// Users answers whether a user exists for a normalised identity.
-type Users interface {
-	Exists(ctx context.Context, identity string) (bool, error)
-}
-
-// LocalUsers is a Users that answers from memory, never waiting on I/O (the
-// embedded directory of local mode). Send asks it in line rather than on a
-// goroutine beside the reservation.
-type LocalUsers interface {
-	Users
-	// LocalLookups only marks the implementation.
-	LocalLookups()
 }
 
 // Message is one code to deliver.
