@@ -98,6 +98,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 			}
 			awsCfg, awsErr = awsconfig.LoadDefaultConfig(ctx)
 		})
+		awsCfg.Logger = sdkLogger{log}
 		return awsCfg, awsErr
 	}
 
@@ -132,6 +133,12 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 			// each attempt, then service_unavailable.
 			d.Retryer = retry.AddWithMaxBackoffDelay(retry.NewStandard(), dynamoMaxBackoff)
 			d.HTTPClient = awshttp.NewBuildableClient().WithTimeout(dynamoAttemptTimeout)
+			// The CRC32 of an answer repeats what TLS already ensures on
+			// the SDK's HTTPS endpoint, and the check wraps every body: a
+			// hash per call and, on an error answer not read to its end (a
+			// failed condition), a "failed to close HTTP response body"
+			// warning on every refused send.
+			d.DisableValidateResponseChecksum = true
 		}}, o.DynamoOptions...)...)
 		if store, err = dynamo.New(db, cfg.VerificationTable, cfg.UsersTable, limits); err != nil {
 			return nil, err
