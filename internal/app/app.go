@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -139,7 +140,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 			// failed condition), a "failed to close HTTP response body"
 			// warning on every refused send.
 			d.DisableValidateResponseChecksum = true
-		}}, o.DynamoOptions...)...)
+		}}, append(slices.Clone(o.DynamoOptions), staticDynamoEndpoint)...)...)
 		if store, err = dynamo.New(db, cfg.VerificationTable, cfg.UsersTable, limits); err != nil {
 			return nil, err
 		}
@@ -319,7 +320,7 @@ func buildSenders(ctx context.Context, cfg *config.Config, tmpl *notify.Template
 			if err != nil {
 				return nil, nil, fmt.Errorf("aws config: %w", err)
 			}
-			s, err := notify.NewSNS(sns.NewFromConfig(ac, func(c *sns.Options) { c.BaseEndpoint = o.endpoint("sns", c.BaseEndpoint) }), tmpl, notify.SNSOptions{SenderID: cfg.SMSSenderID})
+			s, err := notify.NewSNS(sns.NewFromConfig(ac, func(c *sns.Options) { c.BaseEndpoint = o.endpoint("sns", c.BaseEndpoint) }, staticSNSEndpoint), tmpl, notify.SNSOptions{SenderID: cfg.SMSSenderID})
 			if err != nil {
 				return nil, nil, fmt.Errorf("configuration: SMS_SENDER_ID: %w", err)
 			}
@@ -338,7 +339,7 @@ func buildSenders(ctx context.Context, cfg *config.Config, tmpl *notify.Template
 			if err != nil {
 				return nil, nil, fmt.Errorf("aws config: %w", err)
 			}
-			s, err := notify.NewSES(sesv2.NewFromConfig(ac, func(c *sesv2.Options) { c.BaseEndpoint = o.endpoint("sesv2", c.BaseEndpoint) }), tmpl, notify.SESOptions{From: cfg.EmailFrom, ConfigurationSet: cfg.SESConfigurationSet})
+			s, err := notify.NewSES(sesv2.NewFromConfig(ac, func(c *sesv2.Options) { c.BaseEndpoint = o.endpoint("sesv2", c.BaseEndpoint) }, staticSESEndpoint), tmpl, notify.SESOptions{From: cfg.EmailFrom, ConfigurationSet: cfg.SESConfigurationSet})
 			if err != nil {
 				return nil, nil, fmt.Errorf("configuration: EMAIL_FROM: %w", err)
 			}

@@ -5,6 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sesv2"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	smithyendpoints "github.com/aws/smithy-go/endpoints"
 	"github.com/aws/smithy-go/logging"
 )
 
@@ -24,4 +29,71 @@ func sdkLevel(c logging.Classification) slog.Level {
 		return slog.LevelWarn
 	}
 	return slog.LevelDebug
+}
+
+// fixedEndpoint answers every call with one endpoint resolved when the
+// client is built. A function's region and endpoint never change while it
+// runs, yet the SDK runs its endpoint rules (a decision tree over region,
+// partition, FIPS, dual-stack and account settings) again on every call.
+// It is used by pointer: the SDK compares resolvers, and an endpoint holds
+// maps.
+type fixedEndpoint[P any] struct{ e smithyendpoints.Endpoint }
+
+func (f *fixedEndpoint[P]) ResolveEndpoint(context.Context, P) (smithyendpoints.Endpoint, error) {
+	return f.e, nil
+}
+
+// staticDynamoEndpoint resolves the DynamoDB client's endpoint once with the
+// SDK's own rules. Account-based endpoints are turned off so the endpoint
+// does not depend on the caller's credentials: the regional endpoint serves
+// every account. Should the rules refuse the settings, the client keeps its
+// resolver and reports the error on each call, as before.
+func staticDynamoEndpoint(o *dynamodb.Options) {
+	o.AccountIDEndpointMode = aws.AccountIDEndpointModeDisabled
+	e, err := dynamodb.NewDefaultEndpointResolverV2().ResolveEndpoint(context.Background(), dynamodb.EndpointParameters{
+		Region:                regionParam(o.Region),
+		Endpoint:              o.BaseEndpoint,
+		UseDualStack:          aws.Bool(o.EndpointOptions.UseDualStackEndpoint == aws.DualStackEndpointStateEnabled),
+		UseFIPS:               aws.Bool(o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled),
+		AccountIdEndpointMode: aws.String(string(aws.AccountIDEndpointModeDisabled)),
+	})
+	if err == nil {
+		o.EndpointResolverV2 = &fixedEndpoint[dynamodb.EndpointParameters]{e}
+	}
+}
+
+// staticSESEndpoint is staticDynamoEndpoint for SES (SendEmail's only
+// per-call parameter, a multi-region EndpointId, is not used).
+func staticSESEndpoint(o *sesv2.Options) {
+	e, err := sesv2.NewDefaultEndpointResolverV2().ResolveEndpoint(context.Background(), sesv2.EndpointParameters{
+		Region:       regionParam(o.Region),
+		Endpoint:     o.BaseEndpoint,
+		UseDualStack: aws.Bool(o.EndpointOptions.UseDualStackEndpoint == aws.DualStackEndpointStateEnabled),
+		UseFIPS:      aws.Bool(o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled),
+	})
+	if err == nil {
+		o.EndpointResolverV2 = &fixedEndpoint[sesv2.EndpointParameters]{e}
+	}
+}
+
+// staticSNSEndpoint is staticDynamoEndpoint for SNS.
+func staticSNSEndpoint(o *sns.Options) {
+	e, err := sns.NewDefaultEndpointResolverV2().ResolveEndpoint(context.Background(), sns.EndpointParameters{
+		Region:       regionParam(o.Region),
+		Endpoint:     o.BaseEndpoint,
+		UseDualStack: aws.Bool(o.EndpointOptions.UseDualStackEndpoint == aws.DualStackEndpointStateEnabled),
+		UseFIPS:      aws.Bool(o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled),
+	})
+	if err == nil {
+		o.EndpointResolverV2 = &fixedEndpoint[sns.EndpointParameters]{e}
+	}
+}
+
+// regionParam is the region as the SDK binds it per call: none when unset,
+// which its rules refuse.
+func regionParam(r string) *string {
+	if r == "" {
+		return nil
+	}
+	return &r
 }
