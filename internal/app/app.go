@@ -17,7 +17,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -95,11 +94,12 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		awsOnce.Do(func() {
 			if o.AWSConfig != nil {
 				awsCfg = *o.AWSConfig
+			} else if awsCfg, awsErr = awsconfig.LoadDefaultConfig(ctx); awsErr != nil {
 				return
 			}
-			awsCfg, awsErr = awsconfig.LoadDefaultConfig(ctx)
+			awsCfg.Logger = sdkLogger{log}
+			awsCfg.HTTPClient = awsHTTPClient(awsCfg.HTTPClient, 0)
 		})
-		awsCfg.Logger = sdkLogger{log}
 		return awsCfg, awsErr
 	}
 
@@ -133,7 +133,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 			// short backoffs (the SDK's default cap is 20 s) and a bound on
 			// each attempt, then service_unavailable.
 			d.Retryer = retry.AddWithMaxBackoffDelay(retry.NewStandard(), dynamoMaxBackoff)
-			d.HTTPClient = awshttp.NewBuildableClient().WithTimeout(dynamoAttemptTimeout)
+			d.HTTPClient = awsHTTPClient(ac.HTTPClient, dynamoAttemptTimeout)
 			// The CRC32 of an answer repeats what TLS already ensures on
 			// the SDK's HTTPS endpoint, and the check wraps every body: a
 			// hash per call and, on an error answer not read to its end (a

@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
@@ -96,4 +99,32 @@ func regionParam(r string) *string {
 		return nil
 	}
 	return &r
+}
+
+// idleConnsPerHost is how many kept-alive connections each AWS client keeps
+// to its endpoint. The SDK keeps 10; a local server under load, or a send
+// that runs its DynamoDB transaction beside a user lookup, needs one per
+// request in flight, and a connection closed for want of an idle slot costs
+// a new TCP (and in AWS a TLS) handshake on a later call.
+const idleConnsPerHost = 64
+
+// awsHTTPClient is the HTTP client of every AWS client: the configuration's
+// own (which keeps a custom CA bundle) with idle connections sized to the
+// concurrency, and, when timeout is set, a bound on each attempt.
+func awsHTTPClient(c aws.HTTPClient, timeout time.Duration) aws.HTTPClient {
+	b, ok := c.(*awshttp.BuildableClient)
+	if !ok {
+		if c != nil {
+			return c // a caller's own client, kept as given
+		}
+		b = awshttp.NewBuildableClient()
+	}
+	b = b.WithTransportOptions(func(t *http.Transport) {
+		t.MaxIdleConns = 4 * idleConnsPerHost
+		t.MaxIdleConnsPerHost = idleConnsPerHost
+	})
+	if timeout > 0 {
+		b = b.WithTimeout(timeout)
+	}
+	return b
 }
