@@ -143,6 +143,12 @@ BENCH_FLOOR=1 go test -count=1 -run '^TestFloor$' -v -timeout 10m ./internal/app
 step "5. cold start under the runtime emulator and bootstrap size"
 BENCH_COLDSTART=1 BENCH_BOOTSTRAP="$OUT/bootstrap-amd64" go test -count=1 -run '^TestColdStart$' -v ./functions/verification 2>&1 |
   tee "$OUT/coldstart.txt"
+echo "-- the same for the before binary ($BEFORE):"
+BENCH_COLDSTART=1 BENCH_BOOTSTRAP="$OUT/bootstrap-amd64-before" go test -count=1 -run '^TestColdStart$' -v ./functions/verification 2>&1 |
+  tee "$OUT/coldstart-before.txt" | grep -E 'INIT phase|Init Duration'
+echo "-- and the after binary once more, so the two alternate:"
+BENCH_COLDSTART=1 BENCH_BOOTSTRAP="$OUT/bootstrap-amd64" go test -count=1 -run '^TestColdStart$' -v ./functions/verification 2>&1 |
+  tee "$OUT/coldstart-after2.txt" | grep -E 'INIT phase|Init Duration'
 
 step "summary"
 {
@@ -166,6 +172,8 @@ step "summary"
   echo
   echo "5. cold start and size:"
   grep -E 'INIT phase|Init Duration' "$OUT/coldstart.txt" | head -2 | sed 's/^ */  /'
+  echo "  before ($BEFORE): $(grep -E 'INIT phase' "$OUT/coldstart-before.txt" | head -1 | sed 's/^ *//')"
+  echo "  after, again:  $(grep -E 'INIT phase' "$OUT/coldstart-after2.txt" | head -1 | sed 's/^ *//')"
   sed 's/^/  /' "$OUT/size.txt"
   echo
   echo "raw outputs: $OUT"

@@ -32,8 +32,10 @@ import (
 // separate process that reads the server's CPU (utime + stime) from /proc
 // and divides it by the requests. It measures the same binary as a local
 // HTTP server and as the Lambda function under the runtime emulator (one
-// invoke at a time, per invoke), and for each fresh emulator start the INIT
-// phase and the time from the emulator's exec to the first successful send.
+// invoke at a time, per invoke), and for each fresh emulator start the time
+// from the emulator's exec to the first successful send (and the INIT phase,
+// when the emulator reports one: with AWS_LAMBDA_FUNCTION_MEMORY_SIZE set it
+// did not here; TestColdStart measures it).
 //
 // Several binaries (BENCH_BINARIES="before=PATH,after=PATH", each built with
 // the Lambda flags for this machine) are measured in interleaved rounds

@@ -40,6 +40,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -118,7 +119,6 @@ func run() error {
 		}
 	}
 	run := strconv.FormatInt(time.Now().UnixNano()%1e9, 36) // addresses differ between runs too
-	runNum := int(time.Now().UnixNano()/1e6) % 1000         // and phone numbers
 	newWorker := func(c int) *worker {
 		r := u.RequestURI()
 		if *rie {
@@ -126,7 +126,11 @@ func run() error {
 		}
 		w := &worker{host: u.Host, route: r, url: *target, prefix: "lg" + run + "-" + strconv.Itoa(c) + "-",
 			target: *kind, channel: *channel, id: c, perIP: max(*perIP, 1), rie: *rie}
-		w.phoneBase = (runNum*64 + c%64) * 100000
+		// Phone numbers and source addresses differ between runs too: the
+		// server (DynamoDB) keeps a target's cooldown and an address's
+		// hourly budget across runs. Each worker takes a random stretch.
+		w.phoneBase = rand.IntN(99000000)
+		w.ip = rand.IntN(65000)
 		return w
 	}
 
