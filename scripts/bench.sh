@@ -85,7 +85,7 @@ grep -E 'Duration|verifykit|notify|slog\.\(\*Logger\)|go-json-experiment/json\.U
 step "6. whole-process CPU per request on the wire path: in process (getrusage) and profiles"
 # In process: the handler on DynamoDB Local with the SES stand-in and an
 # SNS fake, and against instant in-process AWS fakes (the SDK's own cost).
-go test -run '^$' -bench '^Benchmark(Wire|Instant)' -benchtime 300x -count 3 ./internal/app 2>&1 | tee "$OUT/wire-inprocess.txt" | grep -E '^Benchmark'
+go test -run '^$' -bench '^Benchmark(Wire|Instant)' -benchtime 200x -count 3 ./internal/app 2>&1 | tee "$OUT/wire-inprocess.txt" | grep -E '^Benchmark'
 go test -run '^$' -bench '^BenchmarkInstantSendEmail$' -benchtime 3000x -count 1 \
   -cpuprofile "$OUT/instant-send-cpu.pprof" -o "$OUT/app.test" ./internal/app >/dev/null
 go tool pprof -top -cum -nodecount 70 "$OUT/app.test" "$OUT/instant-send-cpu.pprof" >"$OUT/instant-send-profile-cum.txt" 2>/dev/null
