@@ -148,6 +148,7 @@ func TestWireCost(t *testing.T) {
 			if err := srv.Start(); err != nil {
 				t.Fatal(err)
 			}
+			t.Cleanup(func() { stopProcess(srv) }) // also when a check below fails
 			waitListening(t, port, &srvOut)
 			url := "http://" + port + "/auth/v1/verification"
 			warmServer(t, url, &srvOut)
@@ -276,7 +277,12 @@ func warmServer(t *testing.T, url string, out *bytes.Buffer) {
 	t.Fatalf("no send succeeded on the fresh server: %s", out.String())
 }
 
+// stopProcess stops a started process and waits for it; a second call does
+// nothing.
 func stopProcess(cmd *exec.Cmd) {
+	if cmd.ProcessState != nil {
+		return
+	}
 	_ = cmd.Process.Signal(os.Interrupt)
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
@@ -308,6 +314,7 @@ func startEmulator(t *testing.T, rie, bootstrap string, env []string) *emulator 
 	e.cmd.Dir = filepath.Dir(bootstrap)
 	e.cmd.Env = env
 	e.cmd.Stdout, e.cmd.Stderr = e.out, e.out
+	t.Cleanup(e.stop) // also when a check fails; the emulator stops its bootstrap
 	event := restEvent("POST", "/auth/v1/verification", fmt.Sprintf(`{"target":"ANY","email":"first-%d@example.com"}`, time.Now().UnixNano()))
 	start := time.Now()
 	if err := e.cmd.Start(); err != nil {
