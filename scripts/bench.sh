@@ -107,7 +107,7 @@ load_run() { # label, server cpu list ("" = any), load generator cpu list
   # sh writes its PID and execs (through taskset and env) into the server:
   # the PID is the server's own, which is what is read and stopped below.
   sh -c 'echo $$ >"$1"; shift; exec "$@"' sh "$OUT/server.pid" $pin_s env \
-    ADDR="127.0.0.1:$port" IP_HOURLY_LIMIT=1000000 CAPTCHA_IP_THRESHOLD=0 CAPTCHA_TARGET_THRESHOLD=0 \
+    ADDR="127.0.0.1:$port" IP_HOURLY_LIMIT=100 CAPTCHA_IP_THRESHOLD=0 CAPTCHA_TARGET_THRESHOLD=0 \
     HMAC_KEY=YmVuY2gtaG1hYy1rZXktYmVuY2gtaG1hYy1rZXktYmVuY2g= \
     "$OUT/server" >/dev/null 2>"$OUT/server-$label.err" &
   local waited=0
