@@ -9,7 +9,10 @@
 # at the end and written to build/bench/summary.txt. BENCHMARKS.md records
 # the figures. Knobs: BENCH_COUNT (runs of each Go benchmark, default 5),
 # BENCH_LOAD_DURATION (default 10s), BENCH_LOAD_CONNS (default 8),
-# BENCH_FLOOR_SAMPLES (default 300), BENCH_COLDSTART_RUNS (default 7).
+# BENCH_FLOOR_SAMPLES (default 300), BENCH_COLDSTART_RUNS (default 7),
+# BENCH_BEFORE (the git ref of the "before" binary of the whole-process
+# comparison, default e6d0f3d, the code before the SDK client cuts),
+# BENCH_WIRE_ROUNDS (interleaved before/after rounds, default 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +44,14 @@ go build -o "$OUT/loadgen" ./tools/loadgen
 CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -tags lambda.norpc -trimpath -ldflags='-s -w -buildid=' \
   -o "$OUT/bootstrap-amd64" ./functions/verification
 make --no-print-directory build >/dev/null # build/bootstrap, linux/arm64, the flags of a deploy
+# The "before" binary of the whole-process comparison, from its git ref
+# (exported with git archive: no second worktree, nothing checked out).
+BEFORE=${BENCH_BEFORE:-e6d0f3d}
+rm -rf "$OUT/before-src" && mkdir -p "$OUT/before-src"
+git archive "$BEFORE" | tar -x -C "$OUT/before-src"
+(cd "$OUT/before-src" && CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -tags lambda.norpc -trimpath -ldflags='-s -w -buildid=' \
+  -o "$OUT/bootstrap-amd64-before" ./functions/verification)
+echo "before: $(git rev-parse --short "$BEFORE") -> $OUT/bootstrap-amd64-before"
 size_arm64=$(stat -c %s build/bootstrap)
 size_amd64=$(stat -c %s "$OUT/bootstrap-amd64")
 awk -v a="$size_arm64" -v b="$size_amd64" 'BEGIN {
@@ -71,6 +82,24 @@ go tool pprof -top -cum -nodecount 60 "$OUT/app.test" "$OUT/send-cpu.pprof" >"$O
 grep -E 'Duration|verifykit|notify|slog\.\(\*Logger\)|go-json-experiment/json\.Unmarshal$|gcBgMarkWorker$|mallocgc$' \
   "$OUT/send-profile-cum.txt" | head -25
 
+step "6. whole-process CPU per request on the wire path: in process (getrusage) and profiles"
+# In process: the handler on DynamoDB Local with the SES stand-in and an
+# SNS fake, and against instant in-process AWS fakes (the SDK's own cost).
+go test -run '^$' -bench '^Benchmark(Wire|Instant)' -benchtime 200x -count 3 ./internal/app 2>&1 | tee "$OUT/wire-inprocess.txt" | grep -E '^Benchmark'
+go test -run '^$' -bench '^BenchmarkInstantSendEmail$' -benchtime 3000x -count 1 \
+  -cpuprofile "$OUT/instant-send-cpu.pprof" -o "$OUT/app.test" ./internal/app >/dev/null
+go tool pprof -top -cum -nodecount 70 "$OUT/app.test" "$OUT/instant-send-cpu.pprof" >"$OUT/instant-send-profile-cum.txt" 2>/dev/null
+go tool pprof -top -nodecount 40 "$OUT/app.test" "$OUT/instant-send-cpu.pprof" >"$OUT/instant-send-profile-flat.txt" 2>/dev/null
+go test -run '^$' -bench '^BenchmarkWireSendEmail$' -benchtime 400x -count 1 \
+  -cpuprofile "$OUT/wire-send-cpu.pprof" -o "$OUT/app.test" ./internal/app >/dev/null
+go tool pprof -top -cum -nodecount 70 "$OUT/app.test" "$OUT/wire-send-cpu.pprof" >"$OUT/wire-send-profile-cum.txt" 2>/dev/null
+
+step "6. whole-process CPU per request on the wire path: the binaries under load, before ($BEFORE) and after, interleaved"
+BENCH_WIRE=1 BENCH_LOADGEN="$OUT/loadgen" \
+  BENCH_BINARIES="before=$OUT/bootstrap-amd64-before,after=$OUT/bootstrap-amd64" \
+  go test -count=1 -run '^TestWireCost$' -v -timeout 20m ./functions/verification 2>&1 | tee "$OUT/wire.txt" |
+  grep -E 'loadgen|FAIL|Error' | cut -c1-200
+
 step "4. throughput and memory: local server under load ($LOAD_CONNS connections, $LOAD_DURATION)"
 load_run() { # label, server cpu list ("" = any), load generator cpu list
   local label=$1 scpu=$2 lcpu=$3 port=$4 pin_s="" pin_l=""
@@ -78,7 +107,7 @@ load_run() { # label, server cpu list ("" = any), load generator cpu list
   # sh writes its PID and execs (through taskset and env) into the server:
   # the PID is the server's own, which is what is read and stopped below.
   sh -c 'echo $$ >"$1"; shift; exec "$@"' sh "$OUT/server.pid" $pin_s env \
-    ADDR="127.0.0.1:$port" IP_HOURLY_LIMIT=1000000 CAPTCHA_IP_THRESHOLD=0 CAPTCHA_TARGET_THRESHOLD=0 \
+    ADDR="127.0.0.1:$port" IP_HOURLY_LIMIT=100 CAPTCHA_IP_THRESHOLD=0 CAPTCHA_TARGET_THRESHOLD=0 \
     HMAC_KEY=YmVuY2gtaG1hYy1rZXktYmVuY2gtaG1hYy1rZXktYmVuY2g= \
     "$OUT/server" >/dev/null 2>"$OUT/server-$label.err" &
   local waited=0
@@ -106,14 +135,20 @@ load_run() { # label, server cpu list ("" = any), load generator cpu list
 step "2. DynamoDB round trips per request (DynamoDB Local)"
 # The SDK warns about DynamoDB Local's error answers (a failed condition);
 # the errors themselves are right, the warning is noise.
-go test -count=1 -run '^TestRoundTrips$' -v ./internal/app 2>&1 | grep -v 'failed to close HTTP response body' | tee "$OUT/roundtrips.txt"
+go test -count=1 -run '^TestRoundTrips$' -v ./internal/app 2>&1 | tee "$OUT/roundtrips.txt"
 
 step "3. distance from the floor (DynamoDB Local, $BENCH_FLOOR_SAMPLES samples each)"
-BENCH_FLOOR=1 go test -count=1 -run '^TestFloor$' -v -timeout 10m ./internal/app 2>&1 | grep -v 'failed to close HTTP response body' | tee "$OUT/floor.txt"
+BENCH_FLOOR=1 go test -count=1 -run '^TestFloor$' -v -timeout 10m ./internal/app 2>&1 | tee "$OUT/floor.txt"
 
 step "5. cold start under the runtime emulator and bootstrap size"
 BENCH_COLDSTART=1 BENCH_BOOTSTRAP="$OUT/bootstrap-amd64" go test -count=1 -run '^TestColdStart$' -v ./functions/verification 2>&1 |
   tee "$OUT/coldstart.txt"
+echo "-- the same for the before binary ($BEFORE):"
+BENCH_COLDSTART=1 BENCH_BOOTSTRAP="$OUT/bootstrap-amd64-before" go test -count=1 -run '^TestColdStart$' -v ./functions/verification 2>&1 |
+  tee "$OUT/coldstart-before.txt" | grep -E 'INIT phase|Init Duration'
+echo "-- and the after binary once more, so the two alternate:"
+BENCH_COLDSTART=1 BENCH_BOOTSTRAP="$OUT/bootstrap-amd64" go test -count=1 -run '^TestColdStart$' -v ./functions/verification 2>&1 |
+  tee "$OUT/coldstart-after2.txt" | grep -E 'INIT phase|Init Duration'
 
 step "summary"
 {
@@ -131,8 +166,14 @@ step "summary"
   echo "4. local server under load ($LOAD_CONNS connections, $LOAD_DURATION, distinct addresses):"
   grep -E '^\[|requests|latency|status|errors' "$OUT/load.txt" | sed 's/^/  /'
   echo
+  echo "6. whole-process CPU on the wire path:"
+  grep -E '^Benchmark(Wire|Instant)' "$OUT/wire-inprocess.txt" | sed 's/^/  /'
+  sed -n '/Whole-process cost/,/^--- /p' "$OUT/wire.txt" | grep -v '^---' | sed 's/^ *//; s/^/  /'
+  echo
   echo "5. cold start and size:"
   grep -E 'INIT phase|Init Duration' "$OUT/coldstart.txt" | head -2 | sed 's/^ */  /'
+  echo "  before ($BEFORE): $(grep -E 'INIT phase' "$OUT/coldstart-before.txt" | head -1 | sed 's/^ *//')"
+  echo "  after, again:  $(grep -E 'INIT phase' "$OUT/coldstart-after2.txt" | head -1 | sed 's/^ *//')"
   sed 's/^/  /' "$OUT/size.txt"
   echo
   echo "raw outputs: $OUT"

@@ -23,6 +23,7 @@ func main() {
 }
 
 func run() error {
+	app.TuneGC(os.Getenv)
 	cfg, err := app.Load(os.Getenv)
 	if err != nil {
 		return err

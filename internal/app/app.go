@@ -88,9 +88,11 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		awsOnce.Do(func() {
 			if o.AWSConfig != nil {
 				awsCfg = *o.AWSConfig
+			} else if awsCfg, awsErr = awsconfig.LoadDefaultConfig(ctx); awsErr != nil {
 				return
 			}
-			awsCfg, awsErr = awsconfig.LoadDefaultConfig(ctx)
+			awsCfg.Logger = sdkLogger{log}
+			awsCfg.HTTPClient = awsHTTPClient(awsCfg.HTTPClient, 0)
 		})
 		return awsCfg, awsErr
 	}

@@ -2,11 +2,11 @@ package app
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/verifykit/verifykit/internal/captcha"
@@ -37,8 +37,14 @@ func newStore(cfg *config.Config, o Options, awsConfig func() (aws.Config, error
 			// short backoffs (the SDK's default cap is 20 s) and a bound on
 			// each attempt, then service_unavailable.
 			d.Retryer = retry.AddWithMaxBackoffDelay(retry.NewStandard(), dynamoMaxBackoff)
-			d.HTTPClient = awshttp.NewBuildableClient().WithTimeout(dynamoAttemptTimeout)
-		}}, o.DynamoOptions...)...)
+			d.HTTPClient = awsHTTPClient(ac.HTTPClient, dynamoAttemptTimeout)
+			// The CRC32 of an answer repeats what TLS already ensures on
+			// the SDK's HTTPS endpoint, and the check wraps every body: a
+			// hash per call and, on an error answer not read to its end (a
+			// failed condition), a "failed to close HTTP response body"
+			// warning on every refused send.
+			d.DisableValidateResponseChecksum = true
+		}}, append(slices.Clone(o.DynamoOptions), staticDynamoEndpoint)...)...)
 		ds, err := dynamo.New(db, cfg.VerificationTable, cfg.UsersTable, limits)
 		if err != nil {
 			return nil, err

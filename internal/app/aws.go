@@ -1,0 +1,130 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sesv2"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	smithyendpoints "github.com/aws/smithy-go/endpoints"
+	"github.com/aws/smithy-go/logging"
+)
+
+// sdkLogger sends the AWS SDK's own log lines through the service's slog
+// logger, as JSON lines like every other, instead of the SDK's default plain
+// text on stderr. The SDK logs rarely (a retry's clock skew, a body it could
+// not close); its WARN is a warning here and anything else debug. Request
+// and response logging (ClientLogMode) stays off: a body names a person.
+type sdkLogger struct{ log *slog.Logger }
+
+func (l sdkLogger) Logf(c logging.Classification, format string, v ...any) {
+	l.log.Log(context.Background(), sdkLevel(c), fmt.Sprintf(format, v...), "source", "aws-sdk")
+}
+
+func sdkLevel(c logging.Classification) slog.Level {
+	if c == logging.Warn {
+		return slog.LevelWarn
+	}
+	return slog.LevelDebug
+}
+
+// fixedEndpoint answers every call with one endpoint resolved when the
+// client is built. A function's region and endpoint never change while it
+// runs, yet the SDK runs its endpoint rules (a decision tree over region,
+// partition, FIPS, dual-stack and account settings) again on every call.
+// It is used by pointer: the SDK compares resolvers, and an endpoint holds
+// maps.
+type fixedEndpoint[P any] struct{ e smithyendpoints.Endpoint }
+
+func (f *fixedEndpoint[P]) ResolveEndpoint(context.Context, P) (smithyendpoints.Endpoint, error) {
+	return f.e, nil
+}
+
+// staticDynamoEndpoint resolves the DynamoDB client's endpoint once with the
+// SDK's own rules. Account-based endpoints are turned off so the endpoint
+// does not depend on the caller's credentials: the regional endpoint serves
+// every account. Should the rules refuse the settings, the client keeps its
+// resolver and reports the error on each call, as before.
+func staticDynamoEndpoint(o *dynamodb.Options) {
+	o.AccountIDEndpointMode = aws.AccountIDEndpointModeDisabled
+	e, err := dynamodb.NewDefaultEndpointResolverV2().ResolveEndpoint(context.Background(), dynamodb.EndpointParameters{
+		Region:                regionParam(o.Region),
+		Endpoint:              o.BaseEndpoint,
+		UseDualStack:          aws.Bool(o.EndpointOptions.UseDualStackEndpoint == aws.DualStackEndpointStateEnabled),
+		UseFIPS:               aws.Bool(o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled),
+		AccountIdEndpointMode: aws.String(string(aws.AccountIDEndpointModeDisabled)),
+	})
+	if err == nil {
+		o.EndpointResolverV2 = &fixedEndpoint[dynamodb.EndpointParameters]{e}
+	}
+}
+
+// staticSESEndpoint is staticDynamoEndpoint for SES (SendEmail's only
+// per-call parameter, a multi-region EndpointId, is not used).
+func staticSESEndpoint(o *sesv2.Options) {
+	e, err := sesv2.NewDefaultEndpointResolverV2().ResolveEndpoint(context.Background(), sesv2.EndpointParameters{
+		Region:       regionParam(o.Region),
+		Endpoint:     o.BaseEndpoint,
+		UseDualStack: aws.Bool(o.EndpointOptions.UseDualStackEndpoint == aws.DualStackEndpointStateEnabled),
+		UseFIPS:      aws.Bool(o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled),
+	})
+	if err == nil {
+		o.EndpointResolverV2 = &fixedEndpoint[sesv2.EndpointParameters]{e}
+	}
+}
+
+// staticSNSEndpoint is staticDynamoEndpoint for SNS.
+func staticSNSEndpoint(o *sns.Options) {
+	e, err := sns.NewDefaultEndpointResolverV2().ResolveEndpoint(context.Background(), sns.EndpointParameters{
+		Region:       regionParam(o.Region),
+		Endpoint:     o.BaseEndpoint,
+		UseDualStack: aws.Bool(o.EndpointOptions.UseDualStackEndpoint == aws.DualStackEndpointStateEnabled),
+		UseFIPS:      aws.Bool(o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled),
+	})
+	if err == nil {
+		o.EndpointResolverV2 = &fixedEndpoint[sns.EndpointParameters]{e}
+	}
+}
+
+// regionParam is the region as the SDK binds it per call: none when unset,
+// which its rules refuse.
+func regionParam(r string) *string {
+	if r == "" {
+		return nil
+	}
+	return &r
+}
+
+// idleConnsPerHost is how many kept-alive connections each AWS client keeps
+// to its endpoint. The SDK keeps 10; a local server under load, or a send
+// that runs its DynamoDB transaction beside a user lookup, needs one per
+// request in flight, and a connection closed for want of an idle slot costs
+// a new TCP (and in AWS a TLS) handshake on a later call.
+const idleConnsPerHost = 64
+
+// awsHTTPClient is the HTTP client of every AWS client: the configuration's
+// own (which keeps a custom CA bundle) with idle connections sized to the
+// concurrency, and, when timeout is set, a bound on each attempt.
+func awsHTTPClient(c aws.HTTPClient, timeout time.Duration) aws.HTTPClient {
+	b, ok := c.(*awshttp.BuildableClient)
+	if !ok {
+		if c != nil {
+			return c // a caller's own client, kept as given
+		}
+		b = awshttp.NewBuildableClient()
+	}
+	b = b.WithTransportOptions(func(t *http.Transport) {
+		t.MaxIdleConns = 4 * idleConnsPerHost
+		t.MaxIdleConnsPerHost = idleConnsPerHost
+	})
+	if timeout > 0 {
+		b = b.WithTimeout(timeout)
+	}
+	return b
+}

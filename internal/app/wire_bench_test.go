@@ -1,0 +1,214 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/verifykit/verifykit/internal/app"
+	"github.com/verifykit/verifykit/internal/apptest"
+	"github.com/verifykit/verifykit/internal/testenv"
+)
+
+// The in-process cost of a request on the wire path: the handler with the
+// DynamoDB store on DynamoDB Local, emails through the SES stand-in and SMS
+// through a local SNS fake. ns/op is mostly the stand-ins' time; the figure
+// that counts is cpu-µs/op, this process's user+system CPU per request
+// (getrusage), which includes the AWS SDK's middleware, serialising,
+// signing, the HTTP client and the garbage collector. `make bench` runs
+// these beside the whole-process figures of the built binary under load
+// (functions/verification TestWireCost) and takes a CPU profile of them.
+// They skip without the stand-ins (scripts/with-standins.sh sets them).
+
+// wireApp builds the service on DynamoDB Local with the SES stand-in and an
+// SNS fake, whose captured codes (by phone number) the returned func reads.
+func wireApp(b *testing.B) (*apptest.Service, func(phone string) string) {
+	b.Helper()
+	ses := testenv.Get(b, testenv.SES)
+	sns := newSNSCapture()
+	srv := httptest.NewServer(sns)
+	b.Cleanup(srv.Close)
+	env := map[string]string{
+		"EMAIL_SENDER": "ses", "EMAIL_FROM": "no-reply@example.com", "SMS_SENDER": "sns",
+		"IP_HOURLY_LIMIT": "100", "CAPTCHA_IP_THRESHOLD": "0", "CAPTCHA_TARGET_THRESHOLD": "0",
+	}
+	s := apptest.NewDynamo(b, env, nil, app.Options{Endpoints: map[string]string{"sesv2": ses, "sns": srv.URL}})
+	// Warm up: the stand-ins' first calls (a JVM's and a Node process's
+	// cold paths) can take longer than an attempt may, and a benchmark's
+	// first round has one iteration.
+	ctx := context.Background()
+	for i := range 20 {
+		benchServe(ctx, s.App, sendRoute, "10.254.0."+strconv.Itoa(i), fmt.Sprintf(`{"target":"ANY","email":"warm%d-%d@example.com"}`, wireRun(), i))
+	}
+	return s, sns.code
+}
+
+// snsCapture answers SNS Publish (the Query protocol) and keeps the code of
+// each message by phone number.
+type snsCapture struct {
+	mu    sync.Mutex
+	codes map[string]string
+}
+
+func newSNSCapture() *snsCapture { return &snsCapture{codes: map[string]string{}} }
+
+var wireCodeRE = regexp.MustCompile(`[0-9]{6}`)
+
+func (s *snsCapture) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	_ = r.ParseForm()
+	if r.Form.Get("Action") != "Publish" {
+		http.Error(w, "unexpected request", http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	s.codes[r.Form.Get("PhoneNumber")] = wireCodeRE.FindString(r.Form.Get("Message"))
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "text/xml")
+	fmt.Fprint(w, `<PublishResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishResult><MessageId>m-1</MessageId></PublishResult><ResponseMetadata><RequestId>r-1</RequestId></ResponseMetadata></PublishResponse>`)
+}
+
+func (s *snsCapture) code(phone string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.codes[phone]
+}
+
+// processCPU is this process's user+system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func reportCPU(b *testing.B, since time.Duration) {
+	b.ReportMetric(float64((processCPU()-since).Microseconds())/float64(b.N), "cpu-µs/op")
+}
+
+// wireRun makes a unique prefix for this run's addresses: DynamoDB Local
+// keeps its tables for the whole `make bench`, and a benchmark runs several
+// times.
+func wireRun() int { return int(time.Now().UnixNano()/1e6) % 100000 }
+
+// BenchmarkWireSendEmail is one accepted email send (target ANY) on the wire
+// path: one TransactWriteItems, one concurrent GetItem, one SES SendEmail.
+func BenchmarkWireSendEmail(b *testing.B) {
+	a, _ := wireApp(b)
+	run := wireRun()
+	reqs := benchSendRequests(b.N, func(i int) string {
+		return fmt.Sprintf(`{"target":"ANY","email":"w%d-%d@example.com"}`, run, i)
+	})
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := processCPU()
+	for i := 0; i < b.N; i++ {
+		if resp := a.Handler.Serve(ctx, reqs[i]); resp.Status != 200 {
+			b.Fatalf("send %d: %d %s\n%s", i, resp.Status, resp.Body, a.Stdout)
+		}
+	}
+	reportCPU(b, cpu)
+}
+
+// BenchmarkWireVerify is one successful verify on the wire path (one
+// UpdateItem, an ES256 token signed). The SMS sends that provide the codes
+// run before the timer starts.
+func BenchmarkWireVerify(b *testing.B) {
+	a, codeOf := wireApp(b)
+	run := wireRun()
+	ctx := context.Background()
+	bodies := make([]string, b.N)
+	for i := range bodies {
+		phone := fmt.Sprintf("+86138%03d%05d", run%1000, i)
+		resp := benchServe(ctx, a.App, sendRoute, benchIP(i), `{"target":"ANY","phone_number":"`+phone+`"}`)
+		var r struct {
+			ID string `json:"verification_id"`
+		}
+		if err := json.Unmarshal(resp.Body, &r); err != nil || resp.Status != 200 {
+			b.Fatalf("send %d: %d %s\n%s", i, resp.Status, resp.Body, a.Stdout)
+		}
+		bodies[i] = benchVerifyBody(r.ID, codeOf(phone))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := processCPU()
+	for i := 0; i < b.N; i++ {
+		if resp := benchServe(ctx, a.App, verifyRoute, "10.255.0.1", bodies[i]); resp.Status != 200 {
+			b.Fatalf("verify %d: %d %s", i, resp.Status, resp.Body)
+		}
+	}
+	reportCPU(b, cpu)
+}
+
+// instantAWS answers every DynamoDB call with an empty success, SES's
+// SendEmail with a message id and SNS's Publish as SNS does, at once and in
+// this process: what is left of a send's cost is the service's and the AWS
+// SDK's own work (middleware, endpoint, signing, serialising, the HTTP
+// client), without a stand-in's noise. It is where the SDK client options
+// are profiled and compared (`make bench` keeps its profile).
+//
+// The returned func is the number of connections the fakes accepted: with
+// keep-alive working, a handful, whatever the number of sends.
+func instantAWS(b *testing.B) (map[string]string, func() int64) {
+	b.Helper()
+	ddb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		body := []byte("{}")
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		w.Header().Set("X-Amz-Crc32", strconv.FormatUint(uint64(crc32.ChecksumIEEE(body)), 10))
+		_, _ = w.Write(body)
+	}))
+	ses := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"MessageId":"m-1"}`)
+	}))
+	sns := httptest.NewServer(newSNSCapture())
+	var conns atomic.Int64
+	for _, srv := range []*httptest.Server{ddb, ses, sns} {
+		srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				conns.Add(1)
+			}
+		}
+	}
+	b.Cleanup(ddb.Close)
+	b.Cleanup(ses.Close)
+	b.Cleanup(sns.Close)
+	return map[string]string{"dynamodb": ddb.URL, "sesv2": ses.URL, "sns": sns.URL}, conns.Load
+}
+
+// BenchmarkInstantSendEmail is an accepted email send through the DynamoDB
+// store and the SES sender, both talking to instant in-process fakes.
+func BenchmarkInstantSendEmail(b *testing.B) {
+	env := map[string]string{
+		"VERIFICATION_TABLE": "verification", "USERS_TABLE": "users",
+		"EMAIL_SENDER": "ses", "EMAIL_FROM": "no-reply@example.com", "SMS_SENDER": "sns",
+		"IP_HOURLY_LIMIT": "100", "CAPTCHA_IP_THRESHOLD": "0", "CAPTCHA_TARGET_THRESHOLD": "0",
+	}
+	endpoints, conns := instantAWS(b)
+	s := apptest.NewWith(b, env, app.Options{AWSConfig: apptest.StaticAWS(), Endpoints: endpoints})
+	reqs := benchSendRequests(b.N, benchEmailBody)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := processCPU()
+	for i := 0; i < b.N; i++ {
+		if resp := s.Handler.Serve(ctx, reqs[i]); resp.Status != 200 {
+			b.Fatalf("send %d: %d %s\n%s", i, resp.Status, resp.Body, s.Stdout)
+		}
+	}
+	reportCPU(b, cpu)
+	b.ReportMetric(float64(conns())/float64(b.N), "dials/op")
+}
