@@ -17,7 +17,8 @@ import (
 
 const eventsDir = "../../events"
 
-// errorStatus is the HTTP status of each error name (SPEC §2.5); the events
+// errorStatus is the HTTP status of each error name, as the README's error
+// table states it; the events
 // README must not promise another.
 var errorStatus = map[string]int{
 	"invalid_request": 400, "invalid_phone_number": 400, "invalid_email": 400, "invalid_target": 400,
