@@ -38,11 +38,12 @@ step "machine"
 step "build"
 go build -o "$OUT/server" ./functions/verification
 go build -o "$OUT/loadgen" ./tools/loadgen
-CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -tags lambda.norpc -trimpath -ldflags='-s -w -buildid=' \
-  -o "$OUT/bootstrap-amd64" ./functions/verification
-make --no-print-directory build >/dev/null # build/bootstrap, linux/arm64, the flags of a deploy
+# Both through the Makefile's one bootstrap recipe: arm64 as deployed, and
+# amd64 for the cold start under the emulator on this machine.
+make --no-print-directory build >/dev/null # build/bootstrap
+make --no-print-directory build-VerificationFunction ARTIFACTS_DIR="$OUT/amd64" LAMBDA_ARCH=amd64 >/dev/null
 size_arm64=$(stat -c %s build/bootstrap)
-size_amd64=$(stat -c %s "$OUT/bootstrap-amd64")
+size_amd64=$(stat -c %s "$OUT/amd64/bootstrap")
 awk -v a="$size_arm64" -v b="$size_amd64" 'BEGIN {
   printf "bootstrap linux/arm64 (make build): %d bytes (%.1f MB)\nbootstrap linux/amd64 (same flags):  %d bytes (%.1f MB)\n", a, a / 1e6, b, b / 1e6
 }' | tee "$OUT/size.txt"
@@ -112,7 +113,7 @@ step "3. distance from the floor (DynamoDB Local, $BENCH_FLOOR_SAMPLES samples e
 BENCH_FLOOR=1 go test -count=1 -run '^TestFloor$' -v -timeout 10m ./internal/app 2>&1 | grep -v 'failed to close HTTP response body' | tee "$OUT/floor.txt"
 
 step "5. cold start under the runtime emulator and bootstrap size"
-BENCH_COLDSTART=1 BENCH_BOOTSTRAP="$OUT/bootstrap-amd64" go test -count=1 -run '^TestColdStart$' -v ./functions/verification 2>&1 |
+BENCH_COLDSTART=1 BENCH_BOOTSTRAP="$OUT/amd64/bootstrap" go test -count=1 -run '^TestColdStart$' -v ./functions/verification 2>&1 |
   tee "$OUT/coldstart.txt"
 
 step "summary"
