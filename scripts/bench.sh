@@ -3,7 +3,8 @@
 # starts DynamoDB Local and sets TEST_*): what a send and a verify cost in
 # process, how many DynamoDB round trips each makes, how far they are from a
 # bare DynamoDB call, what the local server sustains under load and how much
-# memory it takes, and the Lambda bootstrap's cold start and size.
+# memory it takes, the Lambda bootstrap's cold start and size, and (with
+# tesseract installed) how well OCR reads the captchas.
 #
 # Raw outputs go to build/bench/ (BENCH_OUT to change); a summary is printed
 # at the end and written to build/bench/summary.txt. BENCHMARKS.md records
@@ -110,11 +111,18 @@ step "2. DynamoDB round trips per request (DynamoDB Local)"
 go test -count=1 -run '^TestRoundTrips$' -v ./internal/app 2>&1 | grep -v 'failed to close HTTP response body' | tee "$OUT/roundtrips.txt"
 
 step "3. distance from the floor (DynamoDB Local, $BENCH_FLOOR_SAMPLES samples each)"
-BENCH_FLOOR=1 go test -count=1 -run '^TestFloor$' -v -timeout 10m ./internal/app 2>&1 | grep -v 'failed to close HTTP response body' | tee "$OUT/floor.txt"
+go test -tags bench -count=1 -run '^TestFloor$' -v -timeout 10m ./internal/app 2>&1 | grep -v 'failed to close HTTP response body' | tee "$OUT/floor.txt"
 
 step "5. cold start under the runtime emulator and bootstrap size"
-BENCH_COLDSTART=1 BENCH_BOOTSTRAP="$OUT/amd64/bootstrap" go test -count=1 -run '^TestColdStart$' -v ./functions/verification 2>&1 |
+BENCH_BOOTSTRAP="$OUT/amd64/bootstrap" go test -tags bench -count=1 -run '^TestColdStart$' -v ./functions/verification 2>&1 |
   tee "$OUT/coldstart.txt"
+
+step "6. captcha OCR resistance (tesseract, 50 images)"
+if command -v tesseract >/dev/null; then
+  go test -tags bench -count=1 -run '^TestOCR$' -v ./internal/captcha 2>&1 | tee "$OUT/ocr.txt"
+else
+  echo "tesseract not installed (apt-get install -y tesseract-ocr): not measured" | tee "$OUT/ocr.txt"
+fi
 
 step "summary"
 {
@@ -135,6 +143,9 @@ step "summary"
   echo "5. cold start and size:"
   grep -E 'INIT phase|Init Duration' "$OUT/coldstart.txt" | head -2 | sed 's/^ */  /'
   sed 's/^/  /' "$OUT/size.txt"
+  echo
+  echo "6. captcha OCR resistance:"
+  grep -E 'best:|at least one|not measured' "$OUT/ocr.txt" | sed 's/^ */  /'
   echo
   echo "raw outputs: $OUT"
   echo "took $(($(date +%s) - started)) s"

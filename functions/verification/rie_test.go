@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -473,4 +474,23 @@ func TestRuntimeEmulatorRefusesUnsharedKeys(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The emulator's report lines, read by initReport and by TestColdStart
+// (make bench).
+var (
+	initDurationRE = regexp.MustCompile(`Init Duration: ([0-9.]+) ms`)
+	initPhaseRE    = regexp.MustCompile(`INIT REPORT\(durationMs: ([0-9.]+)\)`)
+)
+
+func initDurationOf(log string) (float64, bool) { return firstFloat(initDurationRE, log) }
+func initPhaseOf(log string) (float64, bool)    { return firstFloat(initPhaseRE, log) }
+
+func firstFloat(re *regexp.Regexp, s string) (float64, bool) {
+	m := re.FindStringSubmatch(s)
+	if m == nil {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	return v, err == nil
 }
