@@ -14,10 +14,8 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,12 +53,7 @@ func TestColdStart(t *testing.T) {
 	}
 	bootstrap := os.Getenv("BENCH_BOOTSTRAP")
 	if bootstrap == "" {
-		bootstrap = filepath.Join(t.TempDir(), "bootstrap")
-		cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w -buildid=", "-o", bootstrap, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build: %v\n%s", err, out)
-		}
+		bootstrap = buildBootstrap(t, "-ldflags=-s -w -buildid=")
 	}
 	event, err := os.ReadFile("../../events/rest-jwks.json")
 	if err != nil {
