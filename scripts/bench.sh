@@ -3,7 +3,8 @@
 # starts DynamoDB Local and sets TEST_*): what a send and a verify cost in
 # process, how many DynamoDB round trips each makes, how far they are from a
 # bare DynamoDB call, what the local server sustains under load and how much
-# memory it takes, and the Lambda bootstrap's cold start and size.
+# memory it takes, the Lambda bootstrap's cold start and size, and (with
+# tesseract installed) how well OCR reads the captchas.
 #
 # Raw outputs go to build/bench/ (BENCH_OUT to change); a summary is printed
 # at the end and written to build/bench/summary.txt. BENCHMARKS.md records
@@ -41,9 +42,10 @@ step "machine"
 step "build"
 go build -o "$OUT/server" ./functions/verification
 go build -o "$OUT/loadgen" ./tools/loadgen
-CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build -tags lambda.norpc -trimpath -ldflags='-s -w -buildid=' \
-  -o "$OUT/bootstrap-amd64" ./functions/verification
-make --no-print-directory build >/dev/null # build/bootstrap, linux/arm64, the flags of a deploy
+# Both through the Makefile's one bootstrap recipe: arm64 as deployed, and
+# amd64 for the cold start under the emulator on this machine.
+make --no-print-directory build >/dev/null # build/bootstrap
+make --no-print-directory build-VerificationFunction ARTIFACTS_DIR="$OUT/amd64" LAMBDA_ARCH=amd64 >/dev/null
 # The "before" binary of the whole-process comparison, from its git ref
 # (exported with git archive: no second worktree, nothing checked out).
 BEFORE=${BENCH_BEFORE:-e6d0f3d}
@@ -53,7 +55,7 @@ git archive "$BEFORE" | tar -x -C "$OUT/before-src"
   -o "$OUT/bootstrap-amd64-before" ./functions/verification)
 echo "before: $(git rev-parse --short "$BEFORE") -> $OUT/bootstrap-amd64-before"
 size_arm64=$(stat -c %s build/bootstrap)
-size_amd64=$(stat -c %s "$OUT/bootstrap-amd64")
+size_amd64=$(stat -c %s "$OUT/amd64/bootstrap")
 awk -v a="$size_arm64" -v b="$size_amd64" 'BEGIN {
   printf "bootstrap linux/arm64 (make build): %d bytes (%.1f MB)\nbootstrap linux/amd64 (same flags):  %d bytes (%.1f MB)\n", a, a / 1e6, b, b / 1e6
 }' | tee "$OUT/size.txt"
@@ -96,7 +98,7 @@ go tool pprof -top -cum -nodecount 70 "$OUT/app.test" "$OUT/wire-send-cpu.pprof"
 
 step "6. whole-process CPU per request on the wire path: the binaries under load, before ($BEFORE) and after, interleaved"
 BENCH_WIRE=1 BENCH_LOADGEN="$OUT/loadgen" \
-  BENCH_BINARIES="before=$OUT/bootstrap-amd64-before,after=$OUT/bootstrap-amd64" \
+  BENCH_BINARIES="before=$OUT/bootstrap-amd64-before,after=$OUT/amd64/bootstrap" \
   go test -count=1 -run '^TestWireCost$' -v -timeout 20m ./functions/verification 2>&1 | tee "$OUT/wire.txt" |
   grep -E 'loadgen|FAIL|Error' | cut -c1-200
 
@@ -138,17 +140,24 @@ step "2. DynamoDB round trips per request (DynamoDB Local)"
 go test -count=1 -run '^TestRoundTrips$' -v ./internal/app 2>&1 | tee "$OUT/roundtrips.txt"
 
 step "3. distance from the floor (DynamoDB Local, $BENCH_FLOOR_SAMPLES samples each)"
-BENCH_FLOOR=1 go test -count=1 -run '^TestFloor$' -v -timeout 10m ./internal/app 2>&1 | tee "$OUT/floor.txt"
+go test -tags bench -count=1 -run '^TestFloor$' -v -timeout 10m ./internal/app 2>&1 | tee "$OUT/floor.txt"
 
 step "5. cold start under the runtime emulator and bootstrap size"
-BENCH_COLDSTART=1 BENCH_BOOTSTRAP="$OUT/bootstrap-amd64" go test -count=1 -run '^TestColdStart$' -v ./functions/verification 2>&1 |
+BENCH_BOOTSTRAP="$OUT/amd64/bootstrap" go test -tags bench -count=1 -run '^TestColdStart$' -v ./functions/verification 2>&1 |
   tee "$OUT/coldstart.txt"
 echo "-- the same for the before binary ($BEFORE):"
-BENCH_COLDSTART=1 BENCH_BOOTSTRAP="$OUT/bootstrap-amd64-before" go test -count=1 -run '^TestColdStart$' -v ./functions/verification 2>&1 |
+BENCH_BOOTSTRAP="$OUT/bootstrap-amd64-before" go test -tags bench -count=1 -run '^TestColdStart$' -v ./functions/verification 2>&1 |
   tee "$OUT/coldstart-before.txt" | grep -E 'INIT phase|Init Duration'
 echo "-- and the after binary once more, so the two alternate:"
-BENCH_COLDSTART=1 BENCH_BOOTSTRAP="$OUT/bootstrap-amd64" go test -count=1 -run '^TestColdStart$' -v ./functions/verification 2>&1 |
+BENCH_BOOTSTRAP="$OUT/amd64/bootstrap" go test -tags bench -count=1 -run '^TestColdStart$' -v ./functions/verification 2>&1 |
   tee "$OUT/coldstart-after2.txt" | grep -E 'INIT phase|Init Duration'
+
+step "6. captcha OCR resistance (tesseract, 50 images)"
+if command -v tesseract >/dev/null; then
+  go test -tags bench -count=1 -run '^TestOCR$' -v ./internal/captcha 2>&1 | tee "$OUT/ocr.txt"
+else
+  echo "tesseract not installed (apt-get install -y tesseract-ocr): not measured" | tee "$OUT/ocr.txt"
+fi
 
 step "summary"
 {
@@ -175,6 +184,9 @@ step "summary"
   echo "  before ($BEFORE): $(grep -E 'INIT phase' "$OUT/coldstart-before.txt" | head -1 | sed 's/^ *//')"
   echo "  after, again:  $(grep -E 'INIT phase' "$OUT/coldstart-after2.txt" | head -1 | sed 's/^ *//')"
   sed 's/^/  /' "$OUT/size.txt"
+  echo
+  echo "6. captcha OCR resistance:"
+  grep -E 'best:|at least one|not measured' "$OUT/ocr.txt" | sed 's/^ */  /'
   echo
   echo "raw outputs: $OUT"
   echo "took $(($(date +%s) - started)) s"

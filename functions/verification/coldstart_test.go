@@ -1,3 +1,5 @@
+//go:build bench
+
 package main
 
 import (
@@ -12,10 +14,8 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,14 +40,11 @@ import (
 // the function does (the init time shows up in that invoke's Duration
 // instead), so it is printed but not used.
 //
-// A benchmark, not a test: it runs only with BENCH_COLDSTART=1 (make bench
-// sets it). BENCH_BOOTSTRAP names a bootstrap built with the Lambda flags
+// A benchmark, not a test: it is built only with the bench tag (make bench
+// runs it). BENCH_BOOTSTRAP names a bootstrap built with the Lambda flags
 // for this machine (make bench builds one); without it, one is built here.
 // BENCH_COLDSTART_RUNS sets the number of starts (default 7).
 func TestColdStart(t *testing.T) {
-	if os.Getenv("BENCH_COLDSTART") != "1" {
-		t.Skip("a benchmark report, not a pass/fail test: set BENCH_COLDSTART=1 (make bench does)")
-	}
 	rie := testenv.Get(t, testenv.RIE)
 	ddb := testenv.Get(t, testenv.DynamoDB)
 	runs := 7
@@ -56,12 +53,7 @@ func TestColdStart(t *testing.T) {
 	}
 	bootstrap := os.Getenv("BENCH_BOOTSTRAP")
 	if bootstrap == "" {
-		bootstrap = filepath.Join(t.TempDir(), "bootstrap")
-		cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w -buildid=", "-o", bootstrap, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build: %v\n%s", err, out)
-		}
+		bootstrap = buildBootstrap(t, "-ldflags=-s -w -buildid=")
 	}
 	event, err := os.ReadFile("../../events/rest-jwks.json")
 	if err != nil {
@@ -119,23 +111,6 @@ func TestColdStart(t *testing.T) {
 	}
 	writeInitTrace(&b, traced)
 	t.Log("\n" + b.String())
-}
-
-var (
-	initDurationRE = regexp.MustCompile(`Init Duration: ([0-9.]+) ms`)
-	initPhaseRE    = regexp.MustCompile(`INIT REPORT\(durationMs: ([0-9.]+)\)`)
-)
-
-func initDurationOf(log string) (float64, bool) { return firstFloat(initDurationRE, log) }
-func initPhaseOf(log string) (float64, bool)    { return firstFloat(initPhaseRE, log) }
-
-func firstFloat(re *regexp.Regexp, s string) (float64, bool) {
-	m := re.FindStringSubmatch(s)
-	if m == nil {
-		return 0, false
-	}
-	v, err := strconv.ParseFloat(m[1], 64)
-	return v, err == nil
 }
 
 // summary is "median X ms, min Y ms, max Z ms (all: ...)".

@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -104,9 +105,7 @@ func TestRuntimeEmulator(t *testing.T) {
 		// What the function printed (its JSON logs and metrics, as CloudWatch
 		// would keep them) holds the target only masked, and never the code,
 		// the token, the id or a key.
-		fn.mu.Lock()
-		logs := fn.log.String()
-		fn.mu.Unlock()
+		logs := fn.output()
 		for _, secret := range []string{code, verified.Token, sent.VerificationID, to, "cmllLXRlc3QtaG1hYy1r"} {
 			if strings.Contains(logs, secret) {
 				t.Errorf("the function's output holds %q", secret)
@@ -118,12 +117,15 @@ func TestRuntimeEmulator(t *testing.T) {
 	})
 }
 
-func buildBootstrap(t *testing.T) string {
+// buildBootstrap builds the function with the Makefile's Lambda build flags
+// (extra adds more, as TestColdStart adds the Makefile's -ldflags), for this
+// machine's architecture: the emulator runs what it is given, and an arm64
+// binary cannot run here.
+func buildBootstrap(t *testing.T, extra ...string) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "bootstrap")
-	// The same flags as `make build`, for this machine's architecture: the
-	// emulator runs what it is given, and an arm64 binary cannot run here.
-	cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-trimpath", "-o", out, ".")
+	args := append([]string{"build", "-tags", "lambda.norpc", "-trimpath"}, extra...)
+	cmd := exec.Command("go", append(args, "-o", out, ".")...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, b)
@@ -131,33 +133,22 @@ func buildBootstrap(t *testing.T) string {
 	return out
 }
 
+// function is one bootstrap under the emulator; it is the io.Writer the
+// emulator and the function print to.
 type function struct {
 	url string
-	mu  sync.Mutex
-	log bytes.Buffer
-}
-
-func (f *function) Write(p []byte) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.log.Write(p)
+	apptest.SafeBuffer
 }
 
 // output is everything the emulator and the function printed so far.
-func (f *function) output() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.log.String()
-}
+func (f *function) output() string { return f.String() }
 
 // initReport is what the emulator says of the function's start: the INIT
 // phase (INIT REPORT durationMs) and the REPORT line's Init Duration, which
 // this emulator leaves near zero because it starts the function inside the
 // first invoke (BENCHMARKS.md §5).
 func (f *function) initReport() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	log := f.log.String()
+	log := f.output()
 	phase, ok1 := initPhaseOf(log)
 	dur, ok2 := initDurationOf(log)
 	if !ok1 || !ok2 {
@@ -182,7 +173,7 @@ func (f *function) invoke(t *testing.T, event []byte) (int, []byte) {
 		ErrorMessage string `json:"errorMessage"`
 	}
 	if err := json.Unmarshal(raw, &out); err != nil || out.StatusCode == 0 {
-		t.Fatalf("not a proxy response: %s\nfunction log:\n%s", raw, f.log.String())
+		t.Fatalf("not a proxy response: %s\nfunction log:\n%s", raw, f.output())
 	}
 	return out.StatusCode, []byte(out.Body)
 }
@@ -473,4 +464,23 @@ func TestRuntimeEmulatorRefusesUnsharedKeys(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The emulator's report lines, read by initReport and by TestColdStart
+// (make bench).
+var (
+	initDurationRE = regexp.MustCompile(`Init Duration: ([0-9.]+) ms`)
+	initPhaseRE    = regexp.MustCompile(`INIT REPORT\(durationMs: ([0-9.]+)\)`)
+)
+
+func initDurationOf(log string) (float64, bool) { return firstFloat(initDurationRE, log) }
+func initPhaseOf(log string) (float64, bool)    { return firstFloat(initPhaseRE, log) }
+
+func firstFloat(re *regexp.Regexp, s string) (float64, bool) {
+	m := re.FindStringSubmatch(s)
+	if m == nil {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	return v, err == nil
 }

@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"strconv"
 	"testing"
@@ -328,4 +329,10 @@ func BenchmarkDynamoConsume(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// benchAddr is the i-th address under a /16 prefix, so that a benchmark's
+// requests do not share one IP's limits.
+func benchAddr(prefix string, i int) string {
+	return fmt.Sprintf("%s.%d.%d", prefix, i/256%256, i%256)
 }

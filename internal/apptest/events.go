@@ -13,7 +13,9 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/verifykit/verifykit/internal/httpapi"
 	"github.com/verifykit/verifykit/internal/openapitest"
+	"github.com/verifykit/verifykit/internal/verification"
 )
 
 // Expectation is one row of events/README.md: what a sample event answers.
@@ -23,10 +25,13 @@ type Expectation struct {
 	Error  string
 }
 
-var row = regexp.MustCompile("^\\| `([a-z0-9-]+\\.json)` \\|.*\\| (\\d{3}) \\| (`([a-z_]+)`|-) \\|$")
+var row = regexp.MustCompile("^\\| `([^`]+\\.json)` \\|.*\\| (\\d{3}) \\| (`([a-z_]+)`|-) \\|$")
 
 // Expectations reads the table of events/README.md, the one place that says
-// what each sample event must answer (the runtime-emulator test reads it too).
+// what each sample event must answer; the handler, runtime-emulator and
+// events-file tests all read it here. A row it cannot read, a file listed
+// twice, a success with an error status, or an error name whose status is not
+// the one httpapi answers fails the test: the table promises what it says.
 func Expectations(t testing.TB, dir string) []Expectation {
 	t.Helper()
 	f, err := os.Open(filepath.Join(dir, "README.md"))
@@ -35,16 +40,40 @@ func Expectations(t testing.TB, dir string) []Expectation {
 	}
 	defer f.Close()
 	var out []Expectation
+	seen := map[string]bool{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		m := row.FindStringSubmatch(sc.Text())
+		line := sc.Text()
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		m := row.FindStringSubmatch(line)
 		if m == nil {
+			t.Errorf("events/README.md: row not understood: %s", line)
 			continue
 		}
 		status, _ := strconv.Atoi(m[2])
-		out = append(out, Expectation{File: m[1], Status: status, Error: m[4]})
+		e := Expectation{File: m[1], Status: status, Error: m[4]}
+		if seen[e.File] {
+			t.Errorf("events/README.md lists %s twice", e.File)
+		}
+		seen[e.File] = true
+		if s, known := httpapi.StatusOf(verification.Kind(e.Error)); e.Error == "" && e.Status != 200 {
+			t.Errorf("events/README.md: %s: status %d without an error name", e.File, e.Status)
+		} else if e.Error != "" && (!known || s != e.Status) {
+			t.Errorf("events/README.md: %s: %s with status %d, httpapi answers %d", e.File, e.Error, e.Status, s)
+		}
+		out = append(out, e)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	for _, file := range files {
+		if !seen[filepath.Base(file)] {
+			t.Errorf("events/README.md does not list %s", filepath.Base(file))
+		}
+	}
 	if len(out) != len(files) || len(files) == 0 {
 		t.Fatalf("events/README.md lists %d events, events/ has %d files", len(out), len(files))
 	}

@@ -1,3 +1,5 @@
+//go:build bench
+
 package captcha
 
 import (
@@ -19,10 +21,11 @@ import (
 
 // TestOCR measures how well an off-the-shelf OCR engine reads our captchas:
 // the figure the README quotes. It needs tesseract (Debian: apt-get install
-// tesseract-ocr) and runs only when asked, because it takes a while and its
-// result is a measurement, not a property of the code:
+// tesseract-ocr) and is built only with the bench tag (make bench runs it when
+// tesseract is there), because it takes a while and its result is a
+// measurement, not a property of the code:
 //
-//	CAPTCHA_OCR=1 go test -run '^TestOCR$' -v ./internal/captcha
+//	go test -tags bench -run '^TestOCR$' -v ./internal/captcha
 //
 // CAPTCHA_OCR_N sets the number of images (default 50); CAPTCHA_OCR_LENGTH
 // the characters per image (default DefaultLength, as CAPTCHA_LENGTH does);
@@ -31,9 +34,6 @@ import (
 // and hairlines removed by a median filter, enlarged): an attacker picks the
 // best, so the test reports and bounds the best.
 func TestOCR(t *testing.T) {
-	if os.Getenv("CAPTCHA_OCR") != "1" {
-		t.Skip("set CAPTCHA_OCR=1 to measure OCR resistance (needs tesseract)")
-	}
 	if _, err := exec.LookPath("tesseract"); err != nil {
 		t.Fatalf("tesseract not found: %v (apt-get install -y tesseract-ocr)", err)
 	}

@@ -1,5 +1,6 @@
 // Package captcha issues image captchas, checks their answers and mints the
-// captcha_token that lets an abnormal send through (SPEC §2.3, §2.4, §3.4).
+// captcha_token that lets an abnormal send through: POST captcha/data, POST
+// captcha/data/verify, and the send's captcha_required answer (README, "API").
 //
 // A captcha has two tokens with two lifetimes. The image token names one
 // challenge in the Store, which keeps only a keyed hash of its answer and
@@ -24,9 +25,10 @@ import (
 	"github.com/verifykit/verifykit/internal/verification"
 )
 
-// Defaults of a Service. The TTL is SPEC §4's CAPTCHA_TTL_SECONDS; three
-// wrong answers kill a captcha, so guessing costs a new image (and a store
-// write) every three tries while a person who mistypes once is not punished.
+// Defaults of a Service. The TTL is CAPTCHA_TTL_SECONDS's default (README,
+// "Configuration"); three wrong answers kill a captcha, so guessing costs a
+// new image (and a store write) every three tries while a person who mistypes
+// once is not punished.
 const (
 	DefaultTTL         = 300 * time.Second
 	DefaultMaxAttempts = 3

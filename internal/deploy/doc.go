@@ -7,5 +7,8 @@
 // this package are the template's lint: they parse it with goformation, as
 // CloudFormation would see it under several parameter sets, and check the
 // tables, the function, the API, the IAM policy, the alarms and the outputs
-// against the specification. The package has no non-test code.
+// against what the README and docs/deploy.md promise. The package has no
+// non-test code. template_test.go loads the template under each parameter set
+// (a world); template_eval_test.go evaluates its conditions and intrinsics;
+// the other template_*_test.go files check one topic each.
 package deploy

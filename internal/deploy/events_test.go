@@ -6,57 +6,16 @@ import (
 	"encoding/json"
 	"net/netip"
 	"path/filepath"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/verifykit/verifykit/internal/apptest"
 )
 
 const eventsDir = "../../events"
-
-// errorStatus is the HTTP status of each error name (SPEC §2.5); the events
-// README must not promise another.
-var errorStatus = map[string]int{
-	"invalid_request": 400, "invalid_phone_number": 400, "invalid_email": 400, "invalid_target": 400,
-	"invalid_verification_code": 400, "invalid_captcha": 400, "captcha_expired": 400,
-	"verification_expired": 400, "captcha_used": 400, "captcha_invalid": 403, "user_not_found": 404,
-	"user_already_exists": 409, "channel_disabled": 403, "payload_too_large": 413,
-	"captcha_required": 428, "rate_limit_exceeded": 429, "too_many_attempts": 429, "origin_not_allowed": 403, "not_found": 404,
-	"method_not_allowed": 405, "send_failed": 502, "service_unavailable": 503, "internal_error": 500,
-	"idempotency_key_reused": 422, "idempotency_key_in_progress": 409,
-}
-
-// expectation is one row of the table in events/README.md.
-type expectation struct {
-	status  int
-	errName string // "" for a success
-}
-
-var readmeRow = regexp.MustCompile("^\\| `([^`]+\\.json)` \\|.*\\| (\\d{3}) \\| (-|`([a-z_]+)`) \\|$")
-
-func readmeExpectations(t *testing.T) map[string]expectation {
-	t.Helper()
-	out := map[string]expectation{}
-	for _, line := range strings.Split(string(readFile(t, filepath.Join(eventsDir, "README.md"))), "\n") {
-		if !strings.HasPrefix(line, "| `") {
-			continue
-		}
-		m := readmeRow.FindStringSubmatch(line)
-		if m == nil {
-			t.Errorf("README row not understood: %s", line)
-			continue
-		}
-		status, _ := strconv.Atoi(m[2])
-		if _, dup := out[m[1]]; dup {
-			t.Errorf("README lists %s twice", m[1])
-		}
-		out[m[1]] = expectation{status: status, errName: m[4]}
-	}
-	return out
-}
 
 // templateRoutes is the set of "METHOD /path" the template routes to the
 // function (ANY included).
@@ -137,7 +96,12 @@ func TestEvents(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no events (%v)", err)
 	}
-	want := readmeExpectations(t)
+	// apptest.Expectations checks the table itself: each file listed once,
+	// each status the one httpapi answers.
+	want := map[string]apptest.Expectation{}
+	for _, e := range apptest.Expectations(t, eventsDir) {
+		want[e.File] = e
+	}
 	routes := templateRoutes(t)
 	ips := map[string]string{}
 	covered := map[string]bool{} // "rest METHOD /path" and "http METHOD /path"
@@ -146,14 +110,7 @@ func TestEvents(t *testing.T) {
 	for _, file := range files {
 		name := filepath.Base(file)
 		t.Run(name, func(t *testing.T) {
-			exp, ok := want[name]
-			if !ok {
-				t.Error("not listed in events/README.md")
-			} else if exp.errName == "" && exp.status != 200 {
-				t.Errorf("README: status %d without an error name", exp.status)
-			} else if s, known := errorStatus[exp.errName]; exp.errName != "" && (!known || s != exp.status) {
-				t.Errorf("README: %s with status %d, the catalogue says %d", exp.errName, exp.status, s)
-			}
+			exp := want[name]
 			data := readFile(t, file)
 			var ip string
 			switch {
@@ -183,7 +140,7 @@ func TestEvents(t *testing.T) {
 				} else if !strings.HasSuffix(ev.Path, ev.Resource) {
 					t.Errorf("path %q does not end with resource %q", ev.Path, ev.Resource)
 				}
-				if exp.errName != "method_not_allowed" {
+				if exp.Error != "method_not_allowed" {
 					covered["rest "+ev.HTTPMethod+" "+ev.Resource] = true
 				}
 				checkBody(t, ev.Body, ev.IsBase64Encoded)

@@ -39,6 +39,9 @@ func TestMakefileBuildsEveryFunction(t *testing.T) {
 	for _, m := range regexp.MustCompile(`(?m)^([A-Z_]+) :?= (.*)$`).FindAllStringSubmatch(makefile, -1) {
 		vars[m[1]] = m[2]
 	}
+	for _, m := range regexp.MustCompile(`(?m)^(LAMBDA_ARCH) \?= (.*)$`).FindAllStringSubmatch(makefile, -1) {
+		vars[m[1]] = m[2] // the default, which sam build does not change
+	}
 	expand := func(s string) string {
 		for k, v := range vars {
 			s = strings.ReplaceAll(s, "$("+k+")", v)

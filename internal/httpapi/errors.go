@@ -71,3 +71,11 @@ func errorResponse(err error) Response {
 	}
 	return resp
 }
+
+// StatusOf is the HTTP status of an error kind and whether the table has it.
+// Tests that check documents promising a status (events/README.md) read it
+// here rather than keeping a copy of the table.
+func StatusOf(kind verification.Kind) (int, bool) {
+	s, ok := statuses[kind]
+	return s, ok
+}

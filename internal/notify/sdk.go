@@ -21,7 +21,7 @@ import (
 const DefaultAttemptTimeout = 3 * time.Second
 
 const (
-	// maxAttempts is one try and one retry (SPEC §3.5): a second retry would
+	// maxAttempts is one try and one retry: a second retry would
 	// not fit the Lambda budget, and each retry of a send risks a duplicate.
 	maxAttempts = 2
 	// maxBackoff caps the SDK's jittered wait before the retry (its default
@@ -69,7 +69,7 @@ func sdkCall(timeout time.Duration) (func(aws.Retryer) aws.Retryer, func(*middle
 
 // attemptMiddleware runs one attempt of an SDK call under its own timeout and
 // watches, with an httptrace hook, whether the request was written in full.
-// That is the line SPEC §3.5 draws: before it (connection refused, DNS
+// That is where a send's outcome turns unknown: before it (connection refused, DNS
 // failure, a timeout while connecting) nothing reached the provider and the
 // send has failed; after it, a timeout leaves the outcome unknown. An error
 // answer from the provider is a failure either way.
