@@ -68,7 +68,7 @@ type Config struct {
 	// a rotated key reaches every instance without a cold start.
 	KeysRefresh time.Duration
 
-	// SMS pumping defences (README "SMS pumping").
+	// SMS pumping defences (docs/security-pumping.md).
 	SMSHourlyBudget        int      // accepted SMS per rolling hour, 0 = off
 	SMSPrefixLength        int      // digits of a number's breaker prefix
 	PumpingUnverifiedLimit int      // breaker threshold, 0 = off

@@ -33,8 +33,8 @@ type wireRecorder struct {
 	bodies  [][]byte
 	lookups [][]byte // the user lookups of ANY sends, in no fixed order
 	inOrder bool     // record user lookups among bodies (an Exists call of its own)
-	getItem string // GetItem's answer
-	cancel  string // when set, TransactWriteItems answers this cancellation once
+	getItem string   // GetItem's answer
+	cancel  string   // when set, TransactWriteItems answers this cancellation once
 }
 
 func (w *wireRecorder) Do(req *http.Request) (*http.Response, error) {

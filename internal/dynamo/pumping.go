@@ -31,7 +31,7 @@ import (
 // is never mistaken for the current one and needs no reset; each write
 // removes the windows of the buckets just past.
 //
-// Hot items (README "SMS pumping"): a prefix item takes the sends of one
+// Hot items (docs/design.md, "SMS pumping: hot items"): a prefix item takes the sends of one
 // prefix only, and the budget is split over Pumping.Shards() items, each
 // admitting at most BudgetShardCap sends per window.
 const (

@@ -33,7 +33,7 @@ const maxWatched = 10000
 // from a transaction that succeeded, so the crossing write itself cannot
 // report the trip; the first send after it does. The memory is per instance:
 // each warm instance reports a transition once, so N instances may report
-// the same trip up to N times (README "SMS pumping"). The zero value is
+// the same trip up to N times (docs/security-pumping.md). The zero value is
 // ready to use.
 type breakerWatch struct {
 	mu      sync.Mutex

@@ -8,7 +8,7 @@ import (
 // Pumping are the defences against SMS pumping (toll fraud: a bot sends
 // codes to ranges of numbers whose operator shares the termination fee,
 // rotating IPs and numbers so that no per-IP or per-target limit trips).
-// README "SMS pumping" describes them for operators. Both stores keep the
+// docs/security-pumping.md describes them for operators. Both stores keep the
 // counters in the send's own reservation and the verify's own writes, so
 // they are shared by all instances and cost no extra round trip on a send.
 type Pumping struct {
@@ -46,11 +46,11 @@ const (
 	BreakerBuckets = 6
 	// BudgetShardCap bounds the sends one shard of the global budget
 	// admits per window: each is a slot of one item, and at this size the
-	// item stays under 1 KB, one write unit (README "SMS pumping").
+	// item stays under 1 KB, one write unit (docs/design.md, "SMS pumping: hot items").
 	BudgetShardCap = 50
 	// minBudgetShards spreads even a small budget over this many items, so
 	// that no item takes more than 2,000/16 = 125 writes per second at the
-	// design load (README "SMS pumping").
+	// design load (docs/design.md, "SMS pumping: hot items").
 	minBudgetShards = 16
 )
 
@@ -219,7 +219,7 @@ func (p Pumping) JudgeBudget(j *PumpingJudgement, shard Slots, i int, now time.T
 }
 
 // Refusal is the pumping refusal of a send, or nil. It comes before every
-// limit of Judge (README "SMS pumping"): a blocked prefix, then the spent global
+// limit of Judge (docs/security-pumping.md): a blocked prefix, then the spent global
 // budget, then a suspect prefix without a captcha token.
 func (j PumpingJudgement) Refusal(captchaGiven bool) error {
 	switch {
