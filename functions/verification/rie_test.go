@@ -244,17 +244,7 @@ func runRIE(t *testing.T, rie, bootstrap string, env []string, out io.Writer) (u
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	stop = func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	}
+	stop = func() { stopProcess(cmd) }
 	for i := 0; ; i++ {
 		c, err := net.Dial("tcp", api)
 		if err == nil {
