@@ -97,7 +97,16 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		return awsCfg, awsErr
 	}
 
-	keys, err := loadKeys(ctx, cfg, o, awsConfig)
+	readKeys, err := keyReader(cfg, o, awsConfig)
+	if err != nil {
+		return nil, err
+	}
+	var keys secrets.Keys
+	if readKeys != nil {
+		keys, err = readKeys(ctx)
+	} else {
+		keys, err = secrets.FromValues(cfg.HMACKey, cfg.SigningKeyPEM)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -187,16 +196,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	a.keys = &keyRefresher{build: build, every: cfg.KeysRefresh, now: o.Now, log: log, keys: keys}
 	a.keys.current.Store(a.Handler)
 	a.keys.next.Store(o.Now().Add(cfg.KeysRefresh).UnixNano())
-	if cfg.KeysSecretARN != "" {
-		ac, err := awsConfig()
-		if err != nil {
-			return nil, fmt.Errorf("aws config: %w", err)
-		}
-		sm := secretsmanager.NewFromConfig(ac, func(c *secretsmanager.Options) { c.BaseEndpoint = o.endpoint("secretsmanager", c.BaseEndpoint) })
-		a.keys.read = func(ctx context.Context) (secrets.Keys, error) {
-			return secrets.FromSecretsManager(ctx, sm, cfg.KeysSecretARN)
-		}
-	}
+	a.keys.read = readKeys
 	return a, nil
 }
 
@@ -268,15 +268,21 @@ func Pumping(cfg *config.Config) verification.Pumping {
 	}
 }
 
-func loadKeys(ctx context.Context, cfg *config.Config, o Options, awsConfig func() (aws.Config, error)) (secrets.Keys, error) {
+// keyReader reads the keys from KEYS_SECRET_ARN, with one Secrets Manager
+// client for the cold start and every later refresh; nil without a secret
+// (the keys are then given literally, or generated).
+func keyReader(cfg *config.Config, o Options, awsConfig func() (aws.Config, error)) (func(context.Context) (secrets.Keys, error), error) {
 	if cfg.KeysSecretARN == "" {
-		return secrets.FromValues(cfg.HMACKey, cfg.SigningKeyPEM)
+		return nil, nil
 	}
 	ac, err := awsConfig()
 	if err != nil {
-		return secrets.Keys{}, fmt.Errorf("aws config: %w", err)
+		return nil, fmt.Errorf("aws config: %w", err)
 	}
-	return secrets.FromSecretsManager(ctx, secretsmanager.NewFromConfig(ac, func(c *secretsmanager.Options) { c.BaseEndpoint = o.endpoint("secretsmanager", c.BaseEndpoint) }), cfg.KeysSecretARN)
+	sm := secretsmanager.NewFromConfig(ac, func(c *secretsmanager.Options) { c.BaseEndpoint = o.endpoint("secretsmanager", c.BaseEndpoint) })
+	return func(ctx context.Context) (secrets.Keys, error) {
+		return secrets.FromSecretsManager(ctx, sm, cfg.KeysSecretARN)
+	}, nil
 }
 
 // Serve runs the local HTTP server until ctx ends.
