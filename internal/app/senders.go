@@ -47,7 +47,9 @@ func buildSenders(ctx context.Context, cfg *config.Config, tmpl *notify.Template
 			if err != nil {
 				return nil, nil, fmt.Errorf("aws config: %w", err)
 			}
-			s, err := notify.NewSNS(sns.NewFromConfig(ac, func(c *sns.Options) { c.BaseEndpoint = o.endpoint("sns", c.BaseEndpoint) }, staticSNSEndpoint), tmpl, notify.SNSOptions{SenderID: cfg.SMSSenderID, MaxPrice: cfg.SMSMaxPrice})
+			s, err := notify.NewSNS(sns.NewFromConfig(ac, func(c *sns.Options) {
+				c.BaseEndpoint, c.HTTPClient = o.endpoint("sns", c.BaseEndpoint), oneWrite{c.HTTPClient}
+			}, staticSNSEndpoint), tmpl, notify.SNSOptions{SenderID: cfg.SMSSenderID, MaxPrice: cfg.SMSMaxPrice})
 			if err != nil {
 				return nil, nil, fmt.Errorf("configuration: SMS_SENDER_ID: %w", err)
 			}
@@ -66,7 +68,9 @@ func buildSenders(ctx context.Context, cfg *config.Config, tmpl *notify.Template
 			if err != nil {
 				return nil, nil, fmt.Errorf("aws config: %w", err)
 			}
-			s, err := notify.NewSES(sesv2.NewFromConfig(ac, func(c *sesv2.Options) { c.BaseEndpoint = o.endpoint("sesv2", c.BaseEndpoint) }, staticSESEndpoint), tmpl, notify.SESOptions{From: cfg.EmailFrom, ConfigurationSet: cfg.SESConfigurationSet})
+			s, err := notify.NewSES(sesv2.NewFromConfig(ac, func(c *sesv2.Options) {
+				c.BaseEndpoint, c.HTTPClient = o.endpoint("sesv2", c.BaseEndpoint), oneWrite{c.HTTPClient}
+			}, staticSESEndpoint), tmpl, notify.SESOptions{From: cfg.EmailFrom, ConfigurationSet: cfg.SESConfigurationSet})
 			if err != nil {
 				return nil, nil, fmt.Errorf("configuration: EMAIL_FROM: %w", err)
 			}

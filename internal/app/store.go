@@ -37,7 +37,7 @@ func newStore(cfg *config.Config, o Options, awsConfig func() (aws.Config, error
 			// short backoffs (the SDK's default cap is 20 s) and a bound on
 			// each attempt, then service_unavailable.
 			d.Retryer = retry.AddWithMaxBackoffDelay(retry.NewStandard(), dynamoMaxBackoff)
-			d.HTTPClient = awsHTTPClient(ac.HTTPClient, dynamoAttemptTimeout)
+			d.HTTPClient = oneWrite{awsHTTPClient(ac.HTTPClient, dynamoAttemptTimeout)}
 			// The CRC32 of an answer repeats what TLS already ensures on
 			// the SDK's HTTPS endpoint, and the check wraps every body: a
 			// hash per call and, on an error answer not read to its end (a

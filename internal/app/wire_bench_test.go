@@ -164,7 +164,7 @@ func BenchmarkWireVerify(b *testing.B) {
 //
 // The returned func is the number of connections the fakes accepted: with
 // keep-alive working, a handful, whatever the number of sends.
-func instantAWS(b *testing.B) (map[string]string, func() int64) {
+func instantAWS(b testing.TB) (map[string]string, func() int64) {
 	b.Helper()
 	ddb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
