@@ -37,8 +37,10 @@ type App struct {
 	Handler *httpapi.Handler
 	Config  *config.Config
 	Log     *slog.Logger
-	// Outbox is set in local mode with the outbox sender.
-	Outbox *notify.Outbox
+	// Outbox is set in local mode with the outbox sender, and DevOutbox is
+	// then what GET /dev/outbox serves.
+	Outbox    *notify.Outbox
+	DevOutbox func() any
 
 	keys *keyRefresher
 }
@@ -47,6 +49,10 @@ type App struct {
 type Options struct {
 	Stdout io.Writer        // logs, metrics and (local) printed messages
 	Now    func() time.Time // time.Now if nil
+	// Metrics, when set, receives the metrics (CloudWatch embedded metric
+	// format) in any mode; by default they go to Stdout in Lambda only, as
+	// a local server has nowhere to send them.
+	Metrics io.Writer
 	// AWSConfig, when set, replaces the SDK's default configuration chain
 	// (tests give static credentials and a region for the local stand-ins).
 	AWSConfig *aws.Config
@@ -130,11 +136,15 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	}
 	a.Outbox = outbox
 	dev := newDev(cfg, outbox)
+	a.DevOutbox = dev.outbox()
 
 	var metrics *logging.Metrics
 	// Metrics go to CloudWatch through the Lambda log stream; a local server
 	// has nowhere to send them.
-	if cfg.Lambda {
+	switch {
+	case o.Metrics != nil:
+		metrics = logging.NewMetrics(o.Metrics, cfg.MetricsNamespace, "verifykit")
+	case cfg.Lambda:
 		metrics = logging.NewMetrics(o.Stdout, cfg.MetricsNamespace, "verifykit")
 	}
 	var pages map[string]httpapi.Page
@@ -177,18 +187,16 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 
 			Idempotency: store,
 		}
-		return &httpapi.Handler{
-			Verification: svc,
-			Captchas:     captchas,
-			JWKS:         issuer.JWKS(),
-			Log:          log,
-			Now:          o.Now,
-			CORS:         cors,
-			IP:           ipKeys,
-			Metrics:      metrics,
-			Pages:        pages,
-			DevOutbox:    dev.outbox(),
-		}, nil
+		return httpapi.New(svc, captchas, httpapi.Options{
+			JWKS:      issuer.JWKS(),
+			DevOutbox: a.DevOutbox,
+			Pages:     pages,
+			CORS:      cors,
+			IP:        ipKeys,
+			Log:       log,
+			Metrics:   metrics,
+			Now:       o.Now,
+		}), nil
 	}
 	if a.Handler, err = build(keys); err != nil {
 		return nil, err
@@ -296,7 +304,7 @@ func (a *App) Serve(ctx context.Context) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
-	a.Log.Info("listening", "addr", "http://"+a.Config.Addr, "store", storeName(a.Config), "dev_outbox", a.Handler.DevOutbox != nil)
+	a.Log.Info("listening", "addr", "http://"+a.Config.Addr, "store", storeName(a.Config), "dev_outbox", a.DevOutbox != nil)
 	select {
 	case err := <-errc:
 		return err

@@ -249,7 +249,7 @@ func solveCaptcha(t *testing.T, s *apptest.Service, ip string) string {
 	var out struct {
 		Captchas []struct{ Token, Answer string }
 	}
-	raw, _ := json.Marshal(s.Handler.DevOutbox())
+	raw, _ := json.Marshal(s.DevOutbox())
 	_ = json.Unmarshal(raw, &out)
 	answer := ""
 	for _, c := range out.Captchas {
@@ -416,7 +416,7 @@ func TestEmailWithoutIdentityInLambdaIsDisabled(t *testing.T) {
 	if st, _, b := s.Do(t, "POST", sendPath, "192.0.2.91", `{"target":"ANY","email":"a@example.com"}`, nil); st != 403 || b["error"] != "channel_disabled" {
 		t.Fatalf("email in Lambda without EMAIL_FROM: %d %v, want 403 channel_disabled", st, b)
 	}
-	if s.Handler.DevOutbox != nil {
+	if s.DevOutbox != nil {
 		t.Fatal("/dev/outbox is served in Lambda")
 	}
 }

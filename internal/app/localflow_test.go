@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/verifykit/verifykit/internal/app"
 	"github.com/verifykit/verifykit/internal/apptest"
 	"github.com/verifykit/verifykit/internal/token"
-	"github.com/verifykit/verifykit/internal/verification"
 )
 
 // TestLocalFlow is the README's walkthrough over real HTTP against the local
@@ -26,9 +26,7 @@ func TestLocalFlow(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	s := apptest.New(t, map[string]string{"ADDR": addr, "DEV_USERS": "existing@example.com"})
-	s.Handler.Now = time.Now
-	s.Handler.Verification.(*verification.Service).Now = time.Now
+	s := apptest.NewWith(t, map[string]string{"ADDR": addr, "DEV_USERS": "existing@example.com"}, app.Options{Now: time.Now})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx) }()

@@ -205,7 +205,7 @@ func devAnswer(a *app.App, token string) string {
 	var out struct {
 		Captchas []struct{ Token, Answer string }
 	}
-	raw, _ := json.Marshal(a.Handler.DevOutbox())
+	raw, _ := json.Marshal(a.DevOutbox())
 	_ = json.Unmarshal(raw, &out)
 	for _, c := range out.Captchas {
 		if c.Token == token {

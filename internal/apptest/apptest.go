@@ -82,7 +82,8 @@ func New(t testing.TB, env map[string]string) *Service {
 	return NewWith(t, env, app.Options{})
 }
 
-// NewWith is New with options for app.New (Stdout and Now are set here).
+// NewWith is New with options for app.New (Stdout is set here, and Now
+// unless given).
 func NewWith(t testing.TB, env map[string]string, o app.Options) *Service {
 	t.Helper()
 	base := map[string]string{
@@ -103,7 +104,10 @@ func NewWith(t testing.TB, env map[string]string, o app.Options) *Service {
 	// The clock starts at the real time: DynamoDB Local deletes items whose
 	// TTL (derived from this clock) has passed, within seconds.
 	s := &Service{Clock: &Clock{t: time.Now().UTC().Truncate(time.Second)}, Stdout: &SafeBuffer{}}
-	o.Stdout, o.Now = s.Stdout, s.Clock.Now
+	o.Stdout = s.Stdout
+	if o.Now == nil {
+		o.Now = s.Clock.Now
+	}
 	a, err := app.New(context.Background(), cfg, o)
 	if err != nil {
 		t.Fatal(err)

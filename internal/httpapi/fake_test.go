@@ -80,13 +80,11 @@ func fakeHandler(t *testing.T, v *fakeVerifications, c *fakeCaptchas) (*httpapi.
 	v.t, c.t = t, t
 	var log bytes.Buffer
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
-	return &httpapi.Handler{
-		Verification: v,
-		Captchas:     c,
-		JWKS:         []byte(`{"keys":[]}`),
-		Log:          slog.New(slog.NewJSONHandler(&log, nil)),
-		Now:          func() time.Time { return now },
-	}, &log
+	return httpapi.New(v, c, httpapi.Options{
+		JWKS: []byte(`{"keys":[]}`),
+		Log:  slog.New(slog.NewJSONHandler(&log, nil)),
+		Now:  func() time.Time { return now },
+	}), &log
 }
 
 // call serves one request from ip and decodes the JSON answer.

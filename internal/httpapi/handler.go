@@ -65,11 +65,24 @@ type Captchas interface {
 	Solve(ctx context.Context, token, key, ip string) (captcha.Pass, error)
 }
 
-// Handler serves every route of the API.
+// Handler serves every route of the API. Build it with New.
 type Handler struct {
-	Verification Verifications
-	Captchas     Captchas
-	JWKS         []byte
+	verifications Verifications
+	captchas      Captchas
+	jwksDoc       []byte
+	outbox        func() any
+	pages         map[string]Page
+	cors          *CORS
+	ip            ClientIP
+	log           *slog.Logger
+	metrics       *logging.Metrics
+	now           func() time.Time
+}
+
+// Options are the handler's settings; the zero value of each is usable.
+type Options struct {
+	// JWKS is the document served at /auth/v1/.well-known/jwks.json.
+	JWKS []byte
 	// DevOutbox, when set (local mode with the outbox sender only), serves
 	// GET /dev/outbox with what it returns.
 	DevOutbox func() any
@@ -81,10 +94,28 @@ type Handler struct {
 	// other Origin is refused; nil refuses every Origin.
 	CORS *CORS
 	// IP turns source IPs into IP keys.
-	IP      ClientIP
+	IP ClientIP
+	// Log gets one line per request (default: slog.Default()); Metrics,
+	// when set, gets the request's metrics (Lambda only).
 	Log     *slog.Logger
 	Metrics *logging.Metrics
-	Now     func() time.Time
+	// Now is the clock (default: time.Now).
+	Now func() time.Time
+}
+
+// New builds the handler in front of the verification and captcha services.
+func New(v Verifications, c Captchas, o Options) *Handler {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Handler{
+		verifications: v, captchas: c,
+		jwksDoc: o.JWKS, outbox: o.DevOutbox, pages: o.Pages, cors: o.CORS, ip: o.IP,
+		log: o.Log, metrics: o.Metrics, now: o.Now,
+	}
 }
 
 type route struct {
@@ -115,10 +146,10 @@ var publicDocuments = map[string]bool{
 
 // Serve answers one request. It never fails: every error becomes a response.
 func (h *Handler) Serve(ctx context.Context, r *Request) Response {
-	start := h.Now()
+	start := h.now()
 	l := logEntry{Route: r.Path, Method: r.Method}
 	resp := h.dispatch(ctx, r, &l)
-	h.CORS.decorate(r, &resp)
+	h.cors.decorate(r, &resp)
 	l.Status = resp.Status
 	h.finish(ctx, r, &l, start)
 	return resp
@@ -126,12 +157,12 @@ func (h *Handler) Serve(ctx context.Context, r *Request) Response {
 
 func (h *Handler) dispatch(ctx context.Context, r *Request, l *logEntry) Response {
 	// Every log line carries the IP key, refusals included.
-	key, keyErr := h.IP.Key(r.SourceIP, r.Header["x-forwarded-for"])
+	key, keyErr := h.ip.Key(r.SourceIP, r.Header["x-forwarded-for"])
 	r.IPKey, l.IPKey = key, key
 	// The Origin rule comes before anything else, body errors included: a
 	// foreign page must learn nothing and cause nothing, and a preflight from
 	// it gets no CORS headers.
-	if origin, present := r.Header["origin"]; !publicDocuments[r.Method+" "+r.Path] && !h.CORS.allows(origin, present) {
+	if origin, present := r.Header["origin"]; !publicDocuments[r.Method+" "+r.Path] && !h.cors.allows(origin, present) {
 		l.Origin = origin
 		return h.fail(l, errOriginNotAllowed)
 	}
@@ -145,7 +176,7 @@ func (h *Handler) dispatch(ctx context.Context, r *Request, l *logEntry) Respons
 		return h.fail(l, verification.Errorf(verification.KindNotFound, "No such route"))
 	}
 	if r.Method == http.MethodOptions {
-		return h.CORS.preflight(r, rt.method)
+		return h.cors.preflight(r, rt.method)
 	}
 	if r.Method != rt.method {
 		resp := h.fail(l, verification.Errorf(verification.KindMethodNotAllowed, "Method %s is not allowed here, use %s", r.Method, rt.method))
@@ -193,9 +224,9 @@ func (h *Handler) send(ctx context.Context, r *Request, l *logEntry) Response {
 	if key, ok := r.Header["idempotency-key"]; ok {
 		req.IdempotencyKey, req.Body = &key, r.Body
 	}
-	res, addr, err := h.Verification.Send(ctx, req)
+	res, addr, err := h.verifications.Send(ctx, req)
 	l.Channel, l.Target = string(addr.Channel), logging.Mask(addr)
-	if addr.Channel == verification.SMS && h.Metrics != nil {
+	if addr.Channel == verification.SMS && h.metrics != nil {
 		l.Country = logging.Country(addr.Identity)
 	}
 	l.CaptchaGiven = req.CaptchaToken != nil
@@ -213,7 +244,7 @@ func (h *Handler) send(ctx context.Context, r *Request, l *logEntry) Response {
 	if res.Idempotency != nil && resp.Status < 500 {
 		l.Idempotency = "stored"
 		retry, _ := strconv.Atoi(resp.Header["Retry-After"])
-		if err := h.Verification.RememberAnswer(ctx, res.Idempotency, verification.Answer{Status: resp.Status, Body: resp.Body, RetryAfter: retry}); err != nil {
+		if err := h.verifications.RememberAnswer(ctx, res.Idempotency, verification.Answer{Status: resp.Status, Body: resp.Body, RetryAfter: retry}); err != nil {
 			// The answer stands; the key's claim ends with its lease, and a
 			// retry after that runs afresh (and meets the cooldown).
 			l.Idempotency, l.IdempotencyErr = "store_failed", err
@@ -238,12 +269,12 @@ func (h *Handler) verify(ctx context.Context, r *Request, l *logEntry) Response 
 	if err := decode(r.Body, &b, verifyFields); err != nil {
 		return h.fail(l, err)
 	}
-	res, err := h.Verification.Verify(ctx, verification.VerifyRequest{VerificationID: b.VerificationID, VerificationCode: b.VerificationCode, IP: r.IPKey})
+	res, err := h.verifications.Verify(ctx, verification.VerifyRequest{VerificationID: b.VerificationID, VerificationCode: b.VerificationCode, IP: r.IPKey})
 	if err != nil {
 		return h.fail(l, err)
 	}
 	l.Channel = string(res.Verified.Channel)
-	if res.Verified.Channel == verification.SMS && h.Metrics != nil {
+	if res.Verified.Channel == verification.SMS && h.metrics != nil {
 		l.Country = logging.Country(res.Verified.Identity)
 	}
 	l.Target = logging.Mask(verification.Address{Channel: res.Verified.Channel, Identity: res.Verified.Identity})
@@ -259,7 +290,7 @@ func (h *Handler) captchaNew(ctx context.Context, r *Request, l *logEntry) Respo
 			return h.fail(l, err)
 		}
 	}
-	img, err := h.Captchas.New(ctx, r.IPKey)
+	img, err := h.captchas.New(ctx, r.IPKey)
 	if err != nil {
 		return h.fail(l, err)
 	}
@@ -274,7 +305,7 @@ func (h *Handler) captchaSolve(ctx context.Context, r *Request, l *logEntry) Res
 	if b.Token == nil || b.Key == nil {
 		return h.fail(l, verification.Errorf(verification.KindInvalidRequest, "token and key are required"))
 	}
-	pass, err := h.Captchas.Solve(ctx, *b.Token, *b.Key, r.IPKey)
+	pass, err := h.captchas.Solve(ctx, *b.Token, *b.Key, r.IPKey)
 	if err != nil {
 		return h.fail(l, err)
 	}
@@ -284,14 +315,14 @@ func (h *Handler) captchaSolve(ctx context.Context, r *Request, l *logEntry) Res
 func (h *Handler) jwks(_ context.Context, _ *Request, _ *logEntry) Response {
 	// Consumers cache the keys; a short max-age lets a rotation reach them
 	// within minutes.
-	return Response{Status: 200, Body: h.JWKS, Header: map[string]string{
+	return Response{Status: 200, Body: h.jwksDoc, Header: map[string]string{
 		"Content-Type":  "application/jwk-set+json",
 		"Cache-Control": "public, max-age=300",
 	}}
 }
 
 func (h *Handler) devOutbox(_ context.Context, _ *Request, _ *logEntry) Response {
-	return jsonResponse(200, h.DevOutbox())
+	return jsonResponse(200, h.outbox())
 }
 
 type sendResponse struct {

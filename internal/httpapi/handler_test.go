@@ -14,9 +14,9 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/verifykit/verifykit/internal/app"
 	"github.com/verifykit/verifykit/internal/apptest"
 	"github.com/verifykit/verifykit/internal/captcha"
-	"github.com/verifykit/verifykit/internal/logging"
 )
 
 const sendPath = "/auth/v1/verification"
@@ -118,8 +118,7 @@ func TestEmptyCaptchaBodyIsEmptyObject(t *testing.T) {
 // TestRouting runs over fakes that fail the test if reached: a request to
 // no route, or with the wrong method, gets no further than the router.
 func TestRouting(t *testing.T) {
-	h, _ := fakeHandler(t, nil, nil)
-	h.DevOutbox = nil // as in Lambda
+	h, _ := fakeHandler(t, nil, nil) // no outbox, as in Lambda
 	tests := []struct {
 		method, path string
 		want         int
@@ -246,9 +245,8 @@ func TestSourceIPIsThePlatformsNotXForwardedFor(t *testing.T) {
 // logs hold one line per request, masked targets, and no code, token, key or
 // raw target; and that metrics are EMF lines.
 func TestLogsAndMetrics(t *testing.T) {
-	s := apptest.New(t, map[string]string{"DEV_USERS": "existing@example.com"})
 	metrics := &apptest.SafeBuffer{}
-	s.Handler.Metrics = logging.NewMetrics(metrics, "Verifykit", "verifykit")
+	s := apptest.NewWith(t, map[string]string{"DEV_USERS": "existing@example.com"}, app.Options{Metrics: metrics})
 	_, _, sent := s.Do(t, "POST", sendPath, "203.0.113.9", `{"target":"ANY","email":"Existing@Example.com"}`, nil)
 	code := s.LastCode(t)
 	_, _, sms := s.Do(t, "POST", sendPath, "203.0.113.9", `{"target":"ANY","phone_number":"+86 13800138000"}`, nil)

@@ -55,7 +55,7 @@ func (h *Handler) finish(ctx context.Context, r *Request, l *logEntry, start tim
 		slog.String("method", l.Method),
 		slog.Int("status", l.Status),
 		slog.String("outcome", outcome),
-		slog.Float64("latency_ms", float64(h.Now().Sub(start).Microseconds())/1000),
+		slog.Float64("latency_ms", float64(h.now().Sub(start).Microseconds())/1000),
 	)
 	if l.IPKey != "" {
 		attrs = append(attrs, slog.String("ip_key", l.IPKey))
@@ -98,9 +98,9 @@ func (h *Handler) finish(ctx context.Context, r *Request, l *logEntry, start tim
 			attrs = append(attrs, slog.String("cause", logging.Redact(l.Err.Error())))
 		}
 	}
-	h.Log.LogAttrs(ctx, level, "request", attrs...)
-	if h.Metrics != nil {
-		h.Metrics.Request(logging.RequestMetrics{
+	h.log.LogAttrs(ctx, level, "request", attrs...)
+	if h.metrics != nil {
+		h.metrics.Request(logging.RequestMetrics{
 			Route:          l.Route,
 			Outcome:        outcome,
 			Reason:         l.Reason,

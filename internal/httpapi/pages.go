@@ -22,16 +22,16 @@ const pageCSP = "default-src 'none'; script-src 'self'; connect-src 'self'; img-
 func (h *Handler) hidden(path string) bool {
 	switch path {
 	case "/dev/outbox":
-		return h.DevOutbox == nil
+		return h.outbox == nil
 	case "/", "/demo.js", "/verifykit.js":
-		_, ok := h.Pages[path]
+		_, ok := h.pages[path]
 		return !ok
 	}
 	return false
 }
 
 func (h *Handler) page(_ context.Context, r *Request, _ *logEntry) Response {
-	p := h.Pages[r.Path]
+	p := h.pages[r.Path]
 	return Response{Status: 200, Body: p.Body, Header: map[string]string{
 		"Content-Type":            p.ContentType,
 		"Cache-Control":           "no-store",

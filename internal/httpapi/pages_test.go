@@ -14,8 +14,8 @@ import (
 )
 
 func TestOpenAPIServedAsJSON(t *testing.T) {
-	s := apptest.New(t, nil)
-	resp := s.Handler.Serve(context.Background(), &httpapi.Request{Method: "GET", Path: "/auth/v1/openapi.json", Header: map[string]string{}, SourceIP: "203.0.113.9"})
+	h, _ := fakeHandler(t, nil, nil) // no outbox and no pages, as in Lambda
+	resp := h.Serve(context.Background(), &httpapi.Request{Method: "GET", Path: "/auth/v1/openapi.json", Header: map[string]string{}, SourceIP: "203.0.113.9"})
 	var doc struct {
 		OpenAPI string         `json:"openapi"`
 		Paths   map[string]any `json:"paths"`
@@ -28,12 +28,11 @@ func TestOpenAPIServedAsJSON(t *testing.T) {
 	}
 
 	// In Lambda too: through the catch-all resource, under a stage.
-	s.Handler.DevOutbox, s.Handler.Pages = nil, nil
 	ev, _ := json.Marshal(events.APIGatewayProxyRequest{
 		Resource: "/{proxy+}", Path: "/auth/v1/openapi.json", HTTPMethod: "GET",
 		RequestContext: events.APIGatewayProxyRequestContext{Stage: "prod", Identity: events.APIGatewayRequestIdentity{SourceIP: "198.51.100.7"}},
 	})
-	out, err := s.Handler.HandleLambda(context.Background(), ev)
+	out, err := h.HandleLambda(context.Background(), ev)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,9 +57,9 @@ func TestDemoPageLocalOnly(t *testing.T) {
 			t.Fatalf("local %s: headers %v", path, hdr)
 		}
 	}
-	s.Handler.Pages = nil // as in Lambda
+	lambda, _ := fakeHandler(t, nil, nil) // no pages, as in Lambda
 	for _, path := range []string{"/", "/demo.js", "/verifykit.js"} {
-		if status, hdr, body := s.Do(t, "GET", path, "203.0.113.9", "", nil); status != 404 {
+		if status, hdr, body := call(t, lambda, "GET", path, "203.0.113.9", "", nil, nil); status != 404 {
 			t.Fatalf("without pages %s: %d, want 404", path, status)
 		} else {
 			checkEnvelope(t, status, hdr, body, "not_found")
