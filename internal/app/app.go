@@ -172,21 +172,21 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 		if err != nil {
 			return nil, err
 		}
-		svc := &verification.Service{
-			Store:    store,
-			Senders:  senders,
-			Captcha:  captchas,
-			Tokens:   issuer,
+		svc := verification.New(verification.Deps{
+			Store:       store,
+			Idempotency: store,
+			Senders:     senders,
+			Captcha:     captchas,
+			Tokens:      issuer,
+			Breaker:     logging.NewBreakerLog(log, metrics, o.Now),
+		}, verification.Options{
 			Keys:     hkeys,
 			Phones:   phones,
 			Limits:   limits,
+			Pumping:  pumping,
 			TokenTTL: cfg.TokenTTL,
 			Now:      o.Now,
-			Pumping:  pumping,
-			Breaker:  logging.BreakerLog{Log: log, Metrics: metrics, Now: o.Now},
-
-			Idempotency: store,
-		}
+		})
 		return httpapi.New(svc, captchas, httpapi.Options{
 			JWKS:      issuer.JWKS(),
 			DevOutbox: a.DevOutbox,

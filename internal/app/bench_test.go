@@ -262,11 +262,8 @@ func benchDynamoStore(b *testing.B) *dynamo.Store {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := dynamo.New(nopDynamo{}, "verification", "users", app.Limits(cfg))
+	s, err := dynamo.New(nopDynamo{}, dynamo.Options{Table: "verification", UsersTable: "users", Limits: app.Limits(cfg), Pumping: app.Pumping(cfg)})
 	if err != nil {
-		b.Fatal(err)
-	}
-	if err := s.SetPumping(app.Pumping(cfg)); err != nil {
 		b.Fatal(err)
 	}
 	return s

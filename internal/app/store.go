@@ -45,11 +45,8 @@ func newStore(cfg *config.Config, o Options, awsConfig func() (aws.Config, error
 			// warning on every refused send.
 			d.DisableValidateResponseChecksum = true
 		}}, append(slices.Clone(o.DynamoOptions), staticDynamoEndpoint)...)...)
-		ds, err := dynamo.New(db, cfg.VerificationTable, cfg.UsersTable, limits)
+		ds, err := dynamo.New(db, dynamo.Options{Table: cfg.VerificationTable, UsersTable: cfg.UsersTable, Limits: limits, Pumping: pumping})
 		if err != nil {
-			return nil, err
-		}
-		if err := ds.SetPumping(pumping); err != nil {
 			return nil, err
 		}
 		return ds, nil
@@ -64,9 +61,7 @@ func newStore(cfg *config.Config, o Options, awsConfig func() (aws.Config, error
 		}
 		users = append(users, addr.Identity)
 	}
-	ms := memstore.New(limits, users)
-	ms.SetPumping(pumping)
-	return ms, nil
+	return memstore.New(memstore.Options{Limits: limits, Pumping: pumping, Users: users}), nil
 }
 
 // DynamoDB calls take milliseconds; these bound a sick table's cost to about

@@ -73,7 +73,7 @@ func TestExpressions(t *testing.T) {
 func TestReserveExpressions(t *testing.T) {
 	now := time.UnixMilli(100_000_000)
 	db := &captureDB{}
-	s, err := New(db, "codes", "users", smallLimits)
+	s, err := New(db, Options{Table: "codes", UsersTable: "users", Limits: smallLimits})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestLargestExpressions(t *testing.T) {
 		VerifyIPCap: maxSlots, CaptchaIPCap: maxSlots, CaptchaTokenUses: maxSlots,
 	}
 	db := &captureDB{}
-	s, err := New(db, "codes", "users", l)
+	s, err := New(db, Options{Table: "codes", UsersTable: "users", Limits: l})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -87,7 +87,7 @@ func TestWireRequests(t *testing.T) {
 		Credentials: aws.AnonymousCredentials{}, HTTPClient: w, RetryMaxAttempts: 1,
 		IdempotencyTokenProvider: fixedToken{},
 	})
-	s, err := New(db, "codes", "users", smallLimits)
+	s, err := New(db, Options{Table: "codes", UsersTable: "users", Limits: smallLimits})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,8 @@ func TestWireRequests(t *testing.T) {
 	// budget shard, one with a token and a shard of one fewer slot, a right
 	// SMS code that counts as verified; and the idempotency writes.
 	p := verification.Pumping{Budget: 50, PrefixLength: 7, UnverifiedLimit: 20, Window: time.Hour}
-	if err := s.SetPumping(p); err != nil {
+	plain := s
+	if s, err = New(db, Options{Table: "codes", UsersTable: "users", Limits: smallLimits, Pumping: p}); err != nil {
 		t.Fatal(err)
 	}
 	sms := r
@@ -178,16 +179,18 @@ func TestWireRequests(t *testing.T) {
 	}
 
 	// The shared parts are as New made them: no request wrote them.
-	fresh, err := New(db, "codes", "users", smallLimits)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fresh.SetPumping(p); err != nil {
-		t.Fatal(err)
-	}
-	fresh.pump.names.Store(s.pump.names.Load()) // the cache of the latest bucket
-	if !reflect.DeepEqual(s, fresh) {
-		t.Error("the store's expressions changed while it served requests")
+	for _, tc := range []struct {
+		served *Store
+		p      verification.Pumping
+	}{{plain, verification.Pumping{}}, {s, p}} {
+		fresh, err := New(db, Options{Table: "codes", UsersTable: "users", Limits: smallLimits, Pumping: tc.p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh.pump.names.Store(tc.served.pump.names.Load()) // the cache of the latest bucket
+		if !reflect.DeepEqual(tc.served, fresh) {
+			t.Errorf("the store's expressions changed while it served requests (pumping %+v)", tc.p)
+		}
 	}
 
 	var out bytes.Buffer

@@ -43,7 +43,7 @@ const (
 	budgetSlot     = "b" // b0..b{N-1}
 )
 
-// pumpingExpr are the pumping expressions, written once by SetPumping. They
+// pumpingExpr are the pumping expressions, written once by New. They
 // are written as text: the attribute names of a breaker write depend on the
 // bucket (#u0 is "u<b>", #u1 "u<b+1>" ...), so each request binds its own
 // ExpressionAttributeNames, while the strings stay shared and read only.
@@ -100,11 +100,10 @@ type pumpAt struct {
 	prefix, budget int
 }
 
-// SetPumping turns on the SMS pumping defences p: the breaker and the global
-// budget are checked and counted in every SMS send's transaction, and a
-// right SMS code counts as verified for its prefix. Call it before the store
-// is used.
-func (s *Store) SetPumping(p verification.Pumping) error {
+// preparePumping writes the expressions of the SMS pumping defences p: the
+// breaker and the global budget are checked and counted in every SMS send's
+// transaction, and a right SMS code counts as verified for its prefix.
+func (s *Store) preparePumping(p verification.Pumping) error {
 	e := pumpingExpr{cfg: p}
 	n := verification.BreakerBuckets
 	var set, rm []string
@@ -181,9 +180,6 @@ func (e *pumpingExpr) breakerValues(now time.Time, du, dx types.AttributeValue) 
 func (s *Store) appendPumping(items []types.TransactWriteItem, r verification.Reservation) ([]types.TransactWriteItem, pumpAt) {
 	at := pumpAt{prefix: -1, budget: -1}
 	e := s.pump
-	if e == nil {
-		return items, at
-	}
 	if r.Prefix != "" {
 		values := e.breakerValues(r.Now, avSendUnverified, avSendExcess)
 		lim := e.cfg.UnverifiedLimit
@@ -236,9 +232,6 @@ func (s *Store) appendPumping(items []types.TransactWriteItem, r verification.Re
 // is equivalent, because its condition says what the judgement checks.
 func (s *Store) pumpingRefusal(r verification.Reservation, at pumpAt, reasons []types.CancellationReason) error {
 	e := s.pump
-	if e == nil {
-		return nil
-	}
 	var j verification.PumpingJudgement
 	if at.prefix >= 0 {
 		item := reasons[at.prefix].Item
@@ -263,7 +256,7 @@ func (s *Store) pumpingRefusal(r verification.Reservation, at pumpAt, reasons []
 // verified code only ever helps its prefix.
 func (s *Store) verifiedItem(identity string, ch verification.Channel, now time.Time) (types.TransactWriteItem, bool) {
 	e := s.pump
-	if e == nil || ch != verification.SMS {
+	if ch != verification.SMS {
 		return types.TransactWriteItem{}, false
 	}
 	prefix := e.cfg.Counted(identity)

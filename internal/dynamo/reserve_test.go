@@ -111,7 +111,7 @@ func TestRefusalEdges(t *testing.T) {
 				txErr:     &types.TransactionCanceledException{CancellationReasons: tc.reasons},
 				updateErr: tc.updateErr,
 			}
-			s, err := New(db, "codes", "users", l)
+			s, err := New(db, Options{Table: "codes", UsersTable: "users", Limits: l})
 			if err != nil {
 				t.Fatal(err)
 			}

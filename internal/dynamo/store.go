@@ -105,7 +105,7 @@ type Store struct {
 	countWrong, countRight     expr // a verify's count, with the consume for a right code
 	countSolve, solve          expr // a captcha answer's count, then the consume of a right one
 
-	pump *pumpingExpr // nil: no SMS pumping defences (SetPumping)
+	pump *pumpingExpr // the SMS pumping defences (preparePumping)
 }
 
 var (
@@ -113,11 +113,22 @@ var (
 	_ captcha.Store      = (*Store)(nil)
 )
 
-// New returns a store on table (codes, limits, captchas) and usersTable
-// (items keyed by "identity") that enforces limits. TargetCap, IPCap,
-// VerifyIPCap and CaptchaIPCap must be between 1 and 100: each is that many
-// attributes on one item. CaptchaTokenUses must be between 1 and 100 too.
-func New(db Client, table, usersTable string, limits verification.Limits) (*Store, error) {
+// Options are the tables a store works on and the rules it enforces.
+type Options struct {
+	// Table holds codes, limits and captchas; UsersTable holds the users,
+	// items keyed by "identity".
+	Table, UsersTable string
+	// Limits: TargetCap, IPCap, VerifyIPCap and CaptchaIPCap must be
+	// between 1 and 100, as each is that many attributes on one item;
+	// CaptchaTokenUses must be between 1 and 100 too.
+	Limits verification.Limits
+	// Pumping are the SMS pumping defences (zero: all off).
+	Pumping verification.Pumping
+}
+
+// New returns a store on db that enforces o.
+func New(db Client, o Options) (*Store, error) {
+	table, usersTable, limits := o.Table, o.UsersTable, o.Limits
 	for _, c := range []struct {
 		name string
 		n    int
@@ -138,6 +149,9 @@ func New(db Client, table, usersTable string, limits verification.Limits) (*Stor
 	s.prepareConsume()
 	s.prepareCaptcha()
 	s.prepareUsers()
+	if err := s.preparePumping(o.Pumping); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 

@@ -39,7 +39,7 @@ func newStore(t *testing.T, endpoint string, limits verification.Limits, users [
 			t.Fatalf("put user: %v", err)
 		}
 	}
-	s, err := dynamo.New(client, tables["VerificationTable"], tables["UsersTable"], limits)
+	s, err := dynamo.New(client, dynamo.Options{Table: tables["VerificationTable"], UsersTable: tables["UsersTable"], Limits: limits})
 	if err != nil {
 		t.Fatalf("new store: %v", err)
 	}
@@ -48,13 +48,13 @@ func newStore(t *testing.T, endpoint string, limits verification.Limits, users [
 
 func TestContract(t *testing.T) {
 	endpoint := testenv.Get(t, testenv.DynamoDB)
-	storetest.Run(t, func(t *testing.T, limits verification.Limits, users []string) storetest.Stores {
+	storetest.Run(t, func(t *testing.T, limits verification.Limits, p verification.Pumping, users []string) storetest.Stores {
 		_, client, tables := newStore(t, endpoint, limits, users)
-		s, err := dynamo.New(holding{client}, tables["VerificationTable"], tables["UsersTable"], limits)
+		s, err := dynamo.New(holding{client}, dynamo.Options{Table: tables["VerificationTable"], UsersTable: tables["UsersTable"], Limits: limits, Pumping: p})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return storetest.Stores{Codes: s, Captcha: s, SetPumping: s.SetPumping}
+		return storetest.Stores{Codes: s, Captcha: s}
 	})
 }
 
@@ -334,7 +334,7 @@ func TestEveryFailedConditionIsReported(t *testing.T) {
 	l.IPCap = 1
 	client, tables := dynamotest.StartTables(t, endpoint)
 	rec := &recorder{Client: client}
-	s, err := dynamo.New(rec, tables["VerificationTable"], tables["UsersTable"], l)
+	s, err := dynamo.New(rec, dynamo.Options{Table: tables["VerificationTable"], UsersTable: tables["UsersTable"], Limits: l})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -405,7 +405,7 @@ func TestNewChecksLimits(t *testing.T) {
 	} {
 		l := storetest.Limits()
 		l.TargetCap, l.IPCap = tc.tgt, tc.ip
-		_, err := dynamo.New(nil, tc.table, "users", l)
+		_, err := dynamo.New(nil, dynamo.Options{Table: tc.table, UsersTable: "users", Limits: l})
 		if got := err != nil; got != tc.wantFail {
 			t.Errorf("%s: got error %v, want failure %v", tc.name, err, tc.wantFail)
 		}
@@ -476,7 +476,7 @@ func TestUnavailable(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			client := dynamotest.NewClient(tc.endpoint, func(o *dynamodb.Options) { o.Retryer = aws.NopRetryer{} })
-			s, err := dynamo.New(client, "codes", "users", storetest.Limits())
+			s, err := dynamo.New(client, dynamo.Options{Table: "codes", UsersTable: "users", Limits: storetest.Limits()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -525,7 +525,7 @@ func TestUnavailable(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var calls dynamotest.CallCounter
 			client := dynamotest.NewClient(answer(400, tc.body), calls.Option(), func(o *dynamodb.Options) { o.Retryer = aws.NopRetryer{} })
-			s, err := dynamo.New(client, "codes", "users", storetest.Limits())
+			s, err := dynamo.New(client, dynamo.Options{Table: "codes", UsersTable: "users", Limits: storetest.Limits()})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -263,13 +263,19 @@ func (m *Metrics) emit(line map[string]any, dims [][]string, counts map[string]i
 // trip) with the prefix, its country and the counts, and the trips as
 // metrics. It is the service's verification.BreakerObserver.
 type BreakerLog struct {
-	Log     *slog.Logger
-	Metrics *Metrics // nil: no metrics (local mode)
-	Now     func() time.Time
+	log     *slog.Logger
+	metrics *Metrics
+	now     func() time.Time
+}
+
+// NewBreakerLog reports transitions to log and, when metrics is not nil
+// (Lambda), as metrics stamped with now.
+func NewBreakerLog(log *slog.Logger, metrics *Metrics, now func() time.Time) *BreakerLog {
+	return &BreakerLog{log: log, metrics: metrics, now: now}
 }
 
 // Transition implements verification.BreakerObserver.
-func (b BreakerLog) Transition(t verification.BreakerTransition) {
+func (b *BreakerLog) Transition(t verification.BreakerTransition) {
 	country := Country("+" + t.Prefix)
 	level := slog.LevelInfo
 	if t.To > t.From {
@@ -286,8 +292,8 @@ func (b BreakerLog) Transition(t verification.BreakerTransition) {
 			slog.Int64("unverified", t.Counts.Unverified),
 			slog.Int64("verified", (t.Counts.Unverified-t.Counts.Excess)/verification.VerifiedWeight))
 	}
-	b.Log.LogAttrs(context.Background(), level, "sms pumping breaker", attrs...)
-	if b.Metrics != nil {
-		b.Metrics.Breaker(t, country, b.Now())
+	b.log.LogAttrs(context.Background(), level, "sms pumping breaker", attrs...)
+	if b.metrics != nil {
+		b.metrics.Breaker(t, country, b.now())
 	}
 }

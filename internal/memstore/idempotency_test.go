@@ -10,7 +10,7 @@ import (
 
 func TestIdempotencyContract(t *testing.T) {
 	storetest.RunIdempotency(t, func(t *testing.T) (verification.Store, verification.IdempotencyStore) {
-		s := memstore.New(storetest.Limits(), nil)
+		s := memstore.New(memstore.Options{Limits: storetest.Limits()})
 		return s, s
 	})
 }

@@ -54,11 +54,19 @@ type challenge struct {
 	used       bool
 }
 
-// New returns an empty store enforcing limits, in which the given normalised
-// identities exist as users.
-func New(limits verification.Limits, users []string) *Store {
+// Options are the rules a store enforces and the users it starts with.
+type Options struct {
+	Limits verification.Limits
+	// Pumping are the SMS pumping defences (zero: all off).
+	Pumping verification.Pumping
+	// Users are the normalised identities that exist as users.
+	Users []string
+}
+
+// New returns an empty store enforcing o.
+func New(o Options) *Store {
 	s := &Store{
-		limits:     limits,
+		limits:     o.Limits,
 		targets:    map[string]*target{},
 		ips:        map[string]verification.Slots{},
 		verifyIPs:  map[string]verification.Slots{},
@@ -68,9 +76,10 @@ func New(limits verification.Limits, users []string) *Store {
 		tokens:     map[string]*tokenUses{},
 		keys:       map[string]*idemItem{},
 	}
-	for _, u := range users {
+	for _, u := range o.Users {
 		s.users[u] = true
 	}
+	s.pump = newPumping(o.Pumping)
 	return s
 }
 

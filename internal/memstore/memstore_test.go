@@ -10,8 +10,8 @@ import (
 
 // TestContract runs the contract both stores pass.
 func TestContract(t *testing.T) {
-	storetest.Run(t, func(t *testing.T, limits verification.Limits, users []string) storetest.Stores {
-		s := memstore.New(limits, users)
-		return storetest.Stores{Codes: s, Captcha: s, SetPumping: func(p verification.Pumping) error { s.SetPumping(p); return nil }}
+	storetest.Run(t, func(t *testing.T, limits verification.Limits, p verification.Pumping, users []string) storetest.Stores {
+		s := memstore.New(memstore.Options{Limits: limits, Pumping: p, Users: users})
+		return storetest.Stores{Codes: s, Captcha: s}
 	})
 }

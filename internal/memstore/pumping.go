@@ -16,13 +16,10 @@ type pumping struct {
 	shards   []verification.Slots
 }
 
-// SetPumping turns on the SMS pumping defences p. Call it before the store
-// is used.
-func (s *Store) SetPumping(p verification.Pumping) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// newPumping is the state of the SMS pumping defences p.
+func newPumping(p verification.Pumping) pumping {
 	// A shard's slots are made on its first send: a large budget has many.
-	s.pump = pumping{cfg: p, prefixes: map[string]map[int64]verification.PrefixCounts{}, shards: make([]verification.Slots, p.Shards())}
+	return pumping{cfg: p, prefixes: map[string]map[int64]verification.PrefixCounts{}, shards: make([]verification.Slots, p.Shards())}
 }
 
 // shard is the slots of the budget shard r draws, nil for none.
@@ -73,9 +70,6 @@ func (p *pumping) verified(rec verification.Record, now time.Time) {
 // add counts an event of prefix at now in the window of each bucket from
 // now's on that still covers it.
 func (p *pumping) add(prefix string, now time.Time, unverified, excess int64) {
-	if p.prefixes == nil {
-		p.prefixes = map[string]map[int64]verification.PrefixCounts{}
-	}
 	m := p.prefixes[prefix]
 	if m == nil {
 		m = map[int64]verification.PrefixCounts{}

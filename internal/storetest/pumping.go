@@ -45,24 +45,11 @@ func (b *smsSends) new(prefix string, n int, ip string, now time.Time) verificat
 	return r
 }
 
-// newPumpingStore returns a store with the pumping defences p on.
-func newPumpingStore(t *testing.T, newStore NewFunc, limits verification.Limits, p verification.Pumping) Stores {
-	t.Helper()
-	st := newStore(t, limits, nil)
-	if st.SetPumping == nil {
-		t.Fatal("the store under test has no SetPumping")
-	}
-	if err := st.SetPumping(p); err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
-
 func runPumping(t *testing.T, newStore NewFunc) {
 	m := time.Minute
 	t.Run("breaker: suspect, then blocked, then cooled", func(t *testing.T) {
 		t.Parallel()
-		st := newPumpingStore(t, newStore, Limits(), Pumping())
+		st := newStore(t, Limits(), Pumping(), nil)
 		b := smsSends{p: Pumping()}
 		var got []string
 		send := func(prefix string, n int, at time.Duration, captcha string) {
@@ -101,7 +88,7 @@ func runPumping(t *testing.T, newStore NewFunc) {
 
 	t.Run("breaker refusals carry the counts", func(t *testing.T) {
 		t.Parallel()
-		st := newPumpingStore(t, newStore, Limits(), Pumping())
+		st := newStore(t, Limits(), Pumping(), nil)
 		b := smsSends{p: Pumping()}
 		for n := range 3 {
 			mustReserve(t, st, b.new(prefixA, n, "", at(0)))
@@ -119,7 +106,7 @@ func runPumping(t *testing.T, newStore NewFunc) {
 
 	t.Run("verified codes keep a busy prefix healthy", func(t *testing.T) {
 		t.Parallel()
-		st := newPumpingStore(t, newStore, Limits(), Pumping())
+		st := newStore(t, Limits(), Pumping(), nil)
 		b := smsSends{p: Pumping()}
 		// Five sends, each verified: 0 unverified, 5 verified, so an excess
 		// of 0 - 4 x 5 = -20.
@@ -148,7 +135,7 @@ func runPumping(t *testing.T, newStore NewFunc) {
 		t.Parallel()
 		limits := Limits()
 		limits.IPCap = 3
-		st := newPumpingStore(t, newStore, limits, Pumping())
+		st := newStore(t, limits, Pumping(), nil)
 		b := smsSends{p: Pumping()}
 		for n := range 3 {
 			mustReserve(t, st, b.new(prefixA, n, "ip1", at(0))) // ip1 spent, prefix suspect
@@ -177,7 +164,7 @@ func runPumping(t *testing.T, newStore NewFunc) {
 		if p.Shards() != 16 || p.ShardCap(3) != 2 || p.ShardCap(4) != 1 {
 			t.Fatalf("shards %d, caps %d %d; the case assumes 16, 2, 1", p.Shards(), p.ShardCap(3), p.ShardCap(4))
 		}
-		st := newPumpingStore(t, newStore, Limits(), p)
+		st := newStore(t, Limits(), p, nil)
 		b := smsSends{p: p}
 		n := 0
 		send := func(shard int, at time.Duration) string {
@@ -206,7 +193,7 @@ func runPumping(t *testing.T, newStore NewFunc) {
 
 	t.Run("concurrent sends to one prefix", func(t *testing.T) {
 		t.Parallel()
-		st := newPumpingStore(t, newStore, Limits(), Pumping())
+		st := newStore(t, Limits(), Pumping(), nil)
 		b := smsSends{p: Pumping()}
 		var mu sync.Mutex
 		accepted := 0

@@ -28,15 +28,12 @@ import (
 type Stores struct {
 	Codes   verification.Store
 	Captcha captcha.Store
-	// SetPumping turns on the store's SMS pumping defences (the Pumping
-	// cases call it once, before the first send).
-	SetPumping func(verification.Pumping) error
 }
 
-// NewFunc returns a fresh, empty store enforcing limits, in which exactly the
-// normalised identities users exist as users. It is called once per case,
-// possibly from parallel tests.
-type NewFunc func(t *testing.T, limits verification.Limits, users []string) Stores
+// NewFunc returns a fresh, empty store enforcing limits and the SMS pumping
+// defences p (zero: off), in which exactly the normalised identities users
+// exist as users. It is called once per case, possibly from parallel tests.
+type NewFunc func(t *testing.T, limits verification.Limits, p verification.Pumping, users []string) Stores
 
 // T0 is the start of every case's clock: a midnight, so that "00:59" reads
 // as what it says in the cases about clock hours.
@@ -410,7 +407,7 @@ func runReserve(t *testing.T, newStore NewFunc) {
 			if tc.limits != nil {
 				tc.limits(&l)
 			}
-			st := newStore(t, l, tc.users)
+			st := newStore(t, l, verification.Pumping{}, tc.users)
 			var b sends
 			for i, sp := range tc.steps {
 				r := b.new(sp.identity, sp.ip, at(sp.at))
@@ -431,7 +428,7 @@ func runRelease(t *testing.T, newStore NewFunc) {
 		t.Parallel()
 		l := Limits()
 		l.IPCap = 2
-		st := newStore(t, l, nil)
+		st := newStore(t, l, verification.Pumping{}, nil)
 		ctx := t.Context()
 		var b sends
 		r1 := b.new("a", "ip1", at(0))
@@ -455,7 +452,7 @@ func runRelease(t *testing.T, newStore NewFunc) {
 		t.Parallel()
 		l := Limits()
 		l.TargetCap = 2
-		st := newStore(t, l, nil)
+		st := newStore(t, l, verification.Pumping{}, nil)
 		var b sends
 		mustReserve(t, st, b.new("a", "ip1", at(0)))
 		r2 := b.new("a", "ip2", at(time.Minute))
@@ -472,7 +469,7 @@ func runRelease(t *testing.T, newStore NewFunc) {
 	})
 	t.Run("after a newer send does nothing", func(t *testing.T) {
 		t.Parallel()
-		st := newStore(t, Limits(), nil)
+		st := newStore(t, Limits(), verification.Pumping{}, nil)
 		var b sends
 		r1 := b.new("a", "ip1", at(0))
 		mustReserve(t, st, r1)
@@ -490,7 +487,7 @@ func runRelease(t *testing.T, newStore NewFunc) {
 	})
 	t.Run("of an unknown reservation does nothing", func(t *testing.T) {
 		t.Parallel()
-		st := newStore(t, Limits(), nil)
+		st := newStore(t, Limits(), verification.Pumping{}, nil)
 		var b sends
 		if err := st.Codes.Release(t.Context(), b.new("a", "ip1", at(0))); err != nil {
 			t.Errorf("release: got %v, want nil", err)
@@ -501,7 +498,7 @@ func runRelease(t *testing.T, newStore NewFunc) {
 func runConsume(t *testing.T, newStore NewFunc) {
 	t.Run("right code once", func(t *testing.T) {
 		t.Parallel()
-		st := newStore(t, Limits(), []string{"+8613800138000"})
+		st := newStore(t, Limits(), verification.Pumping{}, []string{"+8613800138000"})
 		var b sends
 		r := b.new("+8613800138000", "ip1", at(0))
 		r.Channel, r.Target, r.Require = verification.SMS, verification.TargetUser, verification.RequireUser
@@ -520,7 +517,7 @@ func runConsume(t *testing.T, newStore NewFunc) {
 	})
 	t.Run("wrong codes count down, the fifth kills the code", func(t *testing.T) {
 		t.Parallel()
-		st := newStore(t, Limits(), nil)
+		st := newStore(t, Limits(), verification.Pumping{}, nil)
 		var b sends
 		r := b.new("a", "ip1", at(0))
 		mustReserve(t, st, r)
@@ -535,7 +532,7 @@ func runConsume(t *testing.T, newStore NewFunc) {
 	})
 	t.Run("a wrong code then the right one", func(t *testing.T) {
 		t.Parallel()
-		st := newStore(t, Limits(), nil)
+		st := newStore(t, Limits(), verification.Pumping{}, nil)
 		var b sends
 		r := b.new("a", "ip1", at(0))
 		mustReserve(t, st, r)
@@ -563,7 +560,7 @@ func runConsume(t *testing.T, newStore NewFunc) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			st := newStore(t, Limits(), nil)
+			st := newStore(t, Limits(), verification.Pumping{}, nil)
 			var b sends
 			r := b.new("a", "ip1", at(0))
 			mustReserve(t, st, r)
@@ -578,7 +575,7 @@ func runConsume(t *testing.T, newStore NewFunc) {
 	}
 	t.Run("superseded by a newer send", func(t *testing.T) {
 		t.Parallel()
-		st := newStore(t, Limits(), nil)
+		st := newStore(t, Limits(), verification.Pumping{}, nil)
 		var b sends
 		r1 := b.new("a", "ip1", at(0))
 		mustReserve(t, st, r1)
@@ -596,7 +593,7 @@ func runConsume(t *testing.T, newStore NewFunc) {
 	})
 	t.Run("a new send restores the attempts", func(t *testing.T) {
 		t.Parallel()
-		st := newStore(t, Limits(), nil)
+		st := newStore(t, Limits(), verification.Pumping{}, nil)
 		var b sends
 		r1 := b.new("a", "ip1", at(0))
 		mustReserve(t, st, r1)
@@ -614,7 +611,7 @@ func runConsume(t *testing.T, newStore NewFunc) {
 	})
 	t.Run("unknown", func(t *testing.T) {
 		t.Parallel()
-		st := newStore(t, Limits(), nil)
+		st := newStore(t, Limits(), verification.Pumping{}, nil)
 		var b sends
 		r := b.new("a", "ip1", at(0))
 		if got := Outcome(consume(t, st, attempt(r, right(r), at(0)))); got != expired {
@@ -658,7 +655,7 @@ func runChallenge(t *testing.T, newStore NewFunc) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			st := newStore(t, Limits(), nil)
+			st := newStore(t, Limits(), verification.Pumping{}, nil)
 			if err := st.Captcha.PutChallenge(t.Context(), captcha.Challenge{ID: "c", AnswerHash: "ans", ExpiresAt: exp, IP: "cip1", Now: T0}); err != nil {
 				t.Fatalf("put: %v", err)
 			}
@@ -674,7 +671,7 @@ func runChallenge(t *testing.T, newStore NewFunc) {
 // runUsers: Reserve answers whether the user exists, looked up for ANY and
 // the reservation's own check for USER and NOT_USER.
 func runUsers(t *testing.T, newStore NewFunc) {
-	st := newStore(t, Limits(), []string{"alice@example.com", "+8613800138000", "dave@example.com"})
+	st := newStore(t, Limits(), verification.Pumping{}, []string{"alice@example.com", "+8613800138000", "dave@example.com"})
 	var b sends
 	for i, tc := range []struct {
 		identity string
@@ -701,7 +698,7 @@ func runUsers(t *testing.T, newStore NewFunc) {
 func runConcurrent(t *testing.T, newStore NewFunc) {
 	t.Run("one target", func(t *testing.T) {
 		t.Parallel()
-		st := newStore(t, Limits(), nil)
+		st := newStore(t, Limits(), verification.Pumping{}, nil)
 		var b sends
 		got := race(20, func(i int) string {
 			return Outcome(reserve(t.Context(), st.Codes, b.new("a", fmt.Sprintf("ip%d", i), at(0))))
@@ -710,7 +707,7 @@ func runConcurrent(t *testing.T, newStore NewFunc) {
 	})
 	t.Run("one ip", func(t *testing.T) {
 		t.Parallel()
-		st := newStore(t, Limits(), nil)
+		st := newStore(t, Limits(), verification.Pumping{}, nil)
 		var b sends
 		got := race(20, func(i int) string {
 			return Outcome(reserve(t.Context(), st.Codes, b.new(fmt.Sprintf("t%d", i), "ip1", at(0))))
@@ -719,7 +716,7 @@ func runConcurrent(t *testing.T, newStore NewFunc) {
 	})
 	t.Run("one captcha token", func(t *testing.T) {
 		t.Parallel()
-		st := newStore(t, Limits(), nil)
+		st := newStore(t, Limits(), verification.Pumping{}, nil)
 		var b sends
 		got := race(5, func(i int) string {
 			r := b.new(fmt.Sprintf("t%d", i), fmt.Sprintf("ip%d", i), at(0))
@@ -732,7 +729,7 @@ func runConcurrent(t *testing.T, newStore NewFunc) {
 		t.Parallel()
 		l := Limits()
 		l.CaptchaTokenUses = 3
-		st := newStore(t, l, nil)
+		st := newStore(t, l, verification.Pumping{}, nil)
 		var b sends
 		got := race(10, func(i int) string {
 			r := b.new(fmt.Sprintf("t%d", i), "ip1", at(0))
@@ -748,7 +745,7 @@ func runConcurrent(t *testing.T, newStore NewFunc) {
 		t.Parallel()
 		l := Limits()
 		l.CaptchaIPGate = 3
-		st := newStore(t, l, nil)
+		st := newStore(t, l, verification.Pumping{}, nil)
 		var b sends
 		got := race(10, func(i int) string {
 			r := b.new(fmt.Sprintf("nobody%d", i), "ip1", at(0))
@@ -761,7 +758,7 @@ func runConcurrent(t *testing.T, newStore NewFunc) {
 		t.Parallel()
 		l := Limits()
 		l.CaptchaIPGate = 3
-		st := newStore(t, l, []string{"alice"})
+		st := newStore(t, l, verification.Pumping{}, []string{"alice"})
 		var b sends
 		got := race(10, func(i int) string {
 			r := b.new(fmt.Sprintf("t%d", i), "ip1", at(0))
@@ -781,7 +778,7 @@ func runConcurrent(t *testing.T, newStore NewFunc) {
 	})
 	t.Run("right code", func(t *testing.T) {
 		t.Parallel()
-		st := newStore(t, Limits(), nil)
+		st := newStore(t, Limits(), verification.Pumping{}, nil)
 		var b sends
 		r := b.new("a", "ip1", at(0))
 		mustReserve(t, st, r)
@@ -793,7 +790,7 @@ func runConcurrent(t *testing.T, newStore NewFunc) {
 	})
 	t.Run("wrong codes", func(t *testing.T) {
 		t.Parallel()
-		st := newStore(t, Limits(), nil)
+		st := newStore(t, Limits(), verification.Pumping{}, nil)
 		var b sends
 		r := b.new("a", "ip1", at(0))
 		mustReserve(t, st, r)
@@ -807,7 +804,7 @@ func runConcurrent(t *testing.T, newStore NewFunc) {
 	})
 	t.Run("right captcha answers", func(t *testing.T) {
 		t.Parallel()
-		st := newStore(t, Limits(), nil)
+		st := newStore(t, Limits(), verification.Pumping{}, nil)
 		putChallenge(t, st)
 		got := race(10, func(int) string {
 			return Outcome(st.Captcha.SolveChallenge(t.Context(), captcha.Solve{ID: "c", AnswerHash: "ans", Now: T0, MaxAttempts: 3}))
@@ -825,7 +822,7 @@ func runConcurrent(t *testing.T, newStore NewFunc) {
 	})
 	t.Run("wrong captcha answers", func(t *testing.T) {
 		t.Parallel()
-		st := newStore(t, Limits(), nil)
+		st := newStore(t, Limits(), verification.Pumping{}, nil)
 		putChallenge(t, st)
 		got := race(10, func(int) string {
 			return Outcome(st.Captcha.SolveChallenge(t.Context(), captcha.Solve{ID: "c", AnswerHash: "bad", Now: T0, MaxAttempts: 3}))
@@ -908,7 +905,7 @@ func consume(t *testing.T, st Stores, a verification.Attempt) error {
 func runCountFirst(t *testing.T, newStore NewFunc) {
 	t.Run("verify", func(t *testing.T) {
 		t.Parallel()
-		st := newStore(t, Limits(), nil)
+		st := newStore(t, Limits(), verification.Pumping{}, nil)
 		var b sends
 		for trial := range 3 {
 			r := b.new(fmt.Sprintf("a%d", trial), "ip1", at(0))
@@ -935,7 +932,7 @@ func runCountFirst(t *testing.T, newStore NewFunc) {
 	})
 	t.Run("captcha", func(t *testing.T) {
 		t.Parallel()
-		st := newStore(t, Limits(), nil)
+		st := newStore(t, Limits(), verification.Pumping{}, nil)
 		for trial := range 3 {
 			id := fmt.Sprintf("c%d", trial)
 			if err := st.Captcha.PutChallenge(t.Context(), captcha.Challenge{ID: id, AnswerHash: "ans", ExpiresAt: T0.Add(time.Minute), IP: "cip1", Now: T0}); err != nil {
@@ -966,7 +963,7 @@ func runCountFirst(t *testing.T, newStore NewFunc) {
 		// (each attempts-remaining answer at most once), the rest find the
 		// code dead.
 		t.Parallel()
-		st := newStore(t, Limits(), nil)
+		st := newStore(t, Limits(), verification.Pumping{}, nil)
 		var b sends
 		for trial := range 3 {
 			r := b.new(fmt.Sprintf("a%d", trial), "ip1", at(0))
@@ -1011,7 +1008,7 @@ func runBudgets(t *testing.T, newStore NewFunc) {
 		t.Parallel()
 		l := Limits()
 		l.VerifyIPCap = 3
-		st := newStore(t, l, nil)
+		st := newStore(t, l, verification.Pumping{}, nil)
 		var b sends
 		ra, rb, rc := b.new("a", "ip1", at(0)), b.new("b", "ip1", at(0)), b.new("c", "ip2", at(h))
 		mustReserve(t, st, ra)
@@ -1046,7 +1043,7 @@ func runBudgets(t *testing.T, newStore NewFunc) {
 		t.Parallel()
 		l := Limits()
 		l.CaptchaIPCap = 2
-		st := newStore(t, l, nil)
+		st := newStore(t, l, verification.Pumping{}, nil)
 		seq := 0
 		put := func(ip string, d time.Duration) string {
 			seq++

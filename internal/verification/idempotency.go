@@ -124,8 +124,8 @@ func (s *Service) idempotent(req SendRequest, nonce string, now time.Time) *Idem
 		return nil
 	}
 	return &IdempotentSend{
-		ID:          s.Keys.IdempotencyID(req.IP, *req.IdempotencyKey),
-		Fingerprint: s.Keys.BodyFingerprint(req.Body),
+		ID:          s.keys.IdempotencyID(req.IP, *req.IdempotencyKey),
+		Fingerprint: s.keys.BodyFingerprint(req.Body),
 		Owner:       nonce,
 		Now:         now,
 		LeaseUntil:  now.Add(IdempotencyLease),
@@ -155,10 +155,10 @@ func (s *Service) RememberAnswer(ctx context.Context, t *IdempotencyTicket, a An
 	if t == nil || a.Status >= 500 {
 		return nil
 	}
-	if s.Idempotency == nil {
+	if s.idempotency == nil {
 		return errors.New("idempotency: no store")
 	}
-	return s.Idempotency.RememberAnswer(ctx, IdempotencyRecord{IdempotentSend: t.send, Claimed: t.claimed, Answer: a})
+	return s.idempotency.RememberAnswer(ctx, IdempotencyRecord{IdempotentSend: t.send, Claimed: t.claimed, Answer: a})
 }
 
 // IdempotencyID is the storage key of a client's Idempotency-Key, scoped to

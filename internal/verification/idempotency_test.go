@@ -22,7 +22,8 @@ func keyedSend(email, ip, key string) verification.SendRequest {
 
 func idempotentFixture(t *testing.T) *fixture {
 	f := newFixture(t, testLimits)
-	f.svc.Idempotency = f.store
+	f.deps.Idempotency = f.store
+	f.rebuild()
 	return f
 }
 
@@ -166,7 +167,8 @@ func TestIdempotentFailureIsNotKept(t *testing.T) {
 
 	// A 5xx of the store itself claims nothing either.
 	down := idempotentFixture(t)
-	down.svc.Store = downStore{down.store}
+	down.deps.Store = downStore{down.store}
+	down.rebuild()
 	res, _, err = down.svc.Send(ctx, req)
 	if verification.KindOf(err) != verification.KindServiceUnavailable {
 		t.Fatalf("store down: %v", err)
@@ -174,7 +176,8 @@ func TestIdempotentFailureIsNotKept(t *testing.T) {
 	if err := down.svc.RememberAnswer(ctx, res.Idempotency, verification.Answer{Status: 503}); err != nil {
 		t.Fatal(err)
 	}
-	down.svc.Store = down.store
+	down.deps.Store = down.store
+	down.rebuild()
 	if res, _, err = down.svc.Send(ctx, req); err != nil || res.Replay != nil {
 		t.Fatalf("after the store came back: %+v, %v; want a fresh send", res, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/verifykit/verifykit/internal/memstore"
 	"github.com/verifykit/verifykit/internal/verification"
 )
 
@@ -36,11 +37,10 @@ func (c *seqCaptcha) Check(tok, _ string, now time.Time) (verification.CaptchaPa
 func pumpingFixture(t *testing.T, p verification.Pumping) (*fixture, *recordingBreaker) {
 	t.Helper()
 	f := newFixture(t, testLimits)
-	f.svc.Captcha = &seqCaptcha{}
-	f.store.SetPumping(p)
-	f.svc.Pumping = p
+	f.store = memstore.New(memstore.Options{Limits: testLimits, Pumping: p})
 	b := &recordingBreaker{}
-	f.svc.Breaker = b
+	f.deps.Store, f.deps.Captcha, f.deps.Breaker, f.opts.Pumping = f.store, &seqCaptcha{}, b, p
+	f.rebuild()
 	return f, b
 }
 

@@ -32,29 +32,83 @@ type Verified struct {
 	IsUser bool
 }
 
-// Service sends and verifies codes. All fields are required except Captcha
-// (without it, any x-captcha-token is refused as captcha_invalid).
+// Service sends and verifies codes. Build it with New.
 type Service struct {
-	Store    Store
-	Senders  map[Channel]Sender // a channel without a sender is disabled
-	Captcha  CaptchaTokens
-	Tokens   TokenIssuer
-	Keys     *Keys
-	Phones   *PhoneParser
-	Limits   Limits
-	TokenTTL time.Duration
-	Now      func() time.Time
-
-	// Idempotency records the answers of sends with an Idempotency-Key
-	// (required for those).
-	Idempotency IdempotencyStore
-	// Pumping are the SMS pumping defences (zero: all off); Breaker, if
-	// set, hears of breaker transitions.
-	Pumping Pumping
-	Breaker BreakerObserver
+	store       Store
+	idempotency IdempotencyStore
+	senders     map[Channel]Sender
+	captcha     CaptchaTokens
+	tokens      TokenIssuer
+	breaker     BreakerObserver
+	keys        *Keys
+	phones      *PhoneParser
+	limits      Limits
+	pumping     Pumping
+	tokenTTL    time.Duration
+	now         func() time.Time
 
 	watch breakerWatch
 }
+
+// Deps are the ports the service works through.
+type Deps struct {
+	Store Store
+	// Idempotency records the answers of sends with an Idempotency-Key;
+	// without it, such a send fails as the store would.
+	Idempotency IdempotencyStore
+	// Senders by channel; a channel without a sender is disabled.
+	Senders map[Channel]Sender
+	// Captcha checks captcha tokens; without it, every x-captcha-token is
+	// refused as captcha_invalid.
+	Captcha CaptchaTokens
+	Tokens  TokenIssuer
+	// Breaker, if set, hears of SMS pumping breaker transitions.
+	Breaker BreakerObserver
+}
+
+// Options are the service's settings.
+type Options struct {
+	Keys   *Keys
+	Phones *PhoneParser
+	Limits Limits
+	// Pumping are the SMS pumping defences (zero: all off).
+	Pumping  Pumping
+	TokenTTL time.Duration
+	// Now is the clock (default: time.Now).
+	Now func() time.Time
+}
+
+// New builds the service.
+func New(d Deps, o Options) *Service {
+	if d.Captcha == nil {
+		d.Captcha = noCaptcha{}
+	}
+	if d.Breaker == nil {
+		d.Breaker = noBreaker{}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Service{
+		store: d.Store, idempotency: d.Idempotency, senders: d.Senders,
+		captcha: d.Captcha, tokens: d.Tokens, breaker: d.Breaker,
+		keys: o.Keys, phones: o.Phones, limits: o.Limits, pumping: o.Pumping,
+		tokenTTL: o.TokenTTL, now: o.Now,
+	}
+}
+
+// noCaptcha refuses every captcha token: the service was built without
+// captchas.
+type noCaptcha struct{}
+
+func (noCaptcha) Check(string, string, time.Time) (CaptchaPass, error) {
+	return CaptchaPass{}, ErrCaptchaInvalid
+}
+
+// noBreaker hears breaker transitions and does nothing with them.
+type noBreaker struct{}
+
+func (noBreaker) Transition(BreakerTransition) {}
 
 // SendRequest is a send as the API received it. Nil pointers are absent
 // fields; the HTTP adapter has already refused wrong JSON types.
@@ -98,7 +152,7 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (res SendResult, ad
 	if err != nil {
 		return res, addr, err
 	}
-	sender := s.Senders[addr.Channel]
+	sender := s.senders[addr.Channel]
 	if sender == nil {
 		return res, addr, ErrChannelDisabled
 	}
@@ -109,19 +163,16 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (res SendResult, ad
 		ctx, cancel = context.WithDeadline(ctx, d.Add(-releaseReserve))
 		defer cancel()
 	}
-	now := s.Now()
+	now := s.now()
 	var pass CaptchaPass
 	if req.CaptchaToken != nil {
-		if s.Captcha == nil {
-			return res, addr, ErrCaptchaInvalid
-		}
-		if pass, err = s.Captcha.Check(*req.CaptchaToken, req.IP, now); err != nil {
+		if pass, err = s.captcha.Check(*req.CaptchaToken, req.IP, now); err != nil {
 			return res, addr, err
 		}
 	}
 	// The operator's block list comes after the input, channel and
 	// captcha-token checks and before every limit, and spends nothing.
-	if addr.Channel == SMS && s.Pumping.Blocked(addr.Identity) {
+	if addr.Channel == SMS && s.pumping.Blocked(addr.Identity) {
 		return res, addr, errPrefixListed
 	}
 
@@ -134,24 +185,24 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (res SendResult, ad
 		return res, addr, fmt.Errorf("nonce: %w", err)
 	}
 	r := Reservation{
-		Handle:     s.Keys.Handle(addr.Identity),
+		Handle:     s.keys.Handle(addr.Identity),
 		IP:         req.IP,
 		Nonce:      nonce,
-		CodeHash:   s.Keys.CodeHash(nonce, code),
+		CodeHash:   s.keys.CodeHash(nonce, code),
 		Identity:   addr.Identity,
 		Channel:    addr.Channel,
 		Target:     target,
 		CaptchaID:  pass.ID,
 		CaptchaExp: pass.Expires,
 		Now:        now,
-		ExpiresAt:  now.Add(s.Limits.CodeTTL),
+		ExpiresAt:  now.Add(s.limits.CodeTTL),
 	}
-	if r.Idempotency = s.idempotent(req, nonce, now); r.Idempotency != nil && s.Idempotency == nil {
+	if r.Idempotency = s.idempotent(req, nonce, now); r.Idempotency != nil && s.idempotency == nil {
 		return res, addr, errors.New("idempotency: no store")
 	}
 	if addr.Channel == SMS {
-		r.Prefix = s.Pumping.Counted(addr.Identity)
-		if n := s.Pumping.Shards(); n > 0 {
+		r.Prefix = s.pumping.Counted(addr.Identity)
+		if n := s.pumping.Shards(); n > 0 {
 			// A random shard spreads the sends evenly over the budget's
 			// items; it decides load, not security.
 			r.CountBudget, r.BudgetShard = true, rand.IntN(n)
@@ -166,7 +217,7 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (res SendResult, ad
 	case TargetNotUser:
 		r.Require = RequireNoUser
 	}
-	res.IsUser, err = s.Store.Reserve(ctx, r)
+	res.IsUser, err = s.store.Reserve(ctx, r)
 	committed := err == nil || errors.Is(err, ErrUserLookup)
 	if !committed {
 		if pr, ok := errors.AsType[*PrefixRefusal](err); ok {
@@ -193,12 +244,12 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (res SendResult, ad
 		s.release(ctx, r)
 		return res, addr, err
 	}
-	if res.VerificationID, err = s.Keys.VerificationID(nonce, r.Handle, res.IsUser); err != nil {
+	if res.VerificationID, err = s.keys.VerificationID(nonce, r.Handle, res.IsUser); err != nil {
 		s.release(ctx, r)
 		return res, addr, err
 	}
 
-	err = sender.Send(ctx, Message{Channel: addr.Channel, To: addr.To, Code: code, TTL: s.Limits.CodeTTL, Locale: req.Locale})
+	err = sender.Send(ctx, Message{Channel: addr.Channel, To: addr.To, Code: code, TTL: s.limits.CodeTTL, Locale: req.Locale})
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrOutcomeUnknown):
@@ -209,13 +260,13 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (res SendResult, ad
 		s.release(ctx, r)
 		return SendResult{}, addr, &Error{Kind: KindSendFailed, Description: "Failed to send the verification code, please try again", Err: err}
 	}
-	res.ExpiresIn = int(s.Limits.CodeTTL / time.Second)
+	res.ExpiresIn = int(s.limits.CodeTTL / time.Second)
 	return res, addr, nil
 }
 
 func (s *Service) noteTransition(t BreakerTransition, changed bool) {
-	if changed && s.Breaker != nil {
-		s.Breaker.Transition(t)
+	if changed {
+		s.breaker.Transition(t)
 	}
 }
 
@@ -235,10 +286,10 @@ func (s *Service) release(ctx context.Context, r Reservation) {
 	}
 	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
-	_ = s.Store.Release(ctx, r) // best effort; the code expires on its own
+	_ = s.store.Release(ctx, r) // best effort; the code expires on its own
 	if r.Idempotency != nil {
 		// Best effort too: a claim left behind ends with its lease.
-		_ = s.Idempotency.ReleaseKey(ctx, *r.Idempotency)
+		_ = s.idempotency.ReleaseKey(ctx, *r.Idempotency)
 	}
 }
 
@@ -258,7 +309,7 @@ func (s *Service) parseSend(req SendRequest) (Target, Address, error) {
 	}
 	var addr Address
 	if req.PhoneNumber != nil {
-		addr, err = s.Phones.Parse(*req.PhoneNumber)
+		addr, err = s.phones.Parse(*req.PhoneNumber)
 	} else {
 		addr, err = ParseEmail(*req.Email)
 	}
@@ -285,26 +336,26 @@ func (s *Service) Verify(ctx context.Context, req VerifyRequest) (VerifyResult, 
 	if req.VerificationID == nil || req.VerificationCode == nil {
 		return VerifyResult{}, Errorf(KindInvalidRequest, "verification_id and verification_code are required")
 	}
-	nonce, handle, isUser, err := s.Keys.ParseVerificationID(*req.VerificationID)
+	nonce, handle, isUser, err := s.keys.ParseVerificationID(*req.VerificationID)
 	if err != nil {
 		return VerifyResult{}, err
 	}
-	now := s.Now()
-	rec, err := s.Store.Consume(ctx, Attempt{
+	now := s.now()
+	rec, err := s.store.Consume(ctx, Attempt{
 		Handle:      handle,
 		Nonce:       nonce,
-		CodeHash:    s.Keys.CodeHash(nonce, *req.VerificationCode),
+		CodeHash:    s.keys.CodeHash(nonce, *req.VerificationCode),
 		IP:          req.IP,
 		Now:         now,
-		MaxAttempts: s.Limits.MaxAttempts,
+		MaxAttempts: s.limits.MaxAttempts,
 	})
 	if err != nil {
 		return VerifyResult{}, err
 	}
 	v := Verified{Record: rec, IsUser: isUser}
-	tok, err := s.Tokens.Issue(v, now)
+	tok, err := s.tokens.Issue(v, now)
 	if err != nil {
 		return VerifyResult{}, fmt.Errorf("issue token: %w", err)
 	}
-	return VerifyResult{Token: tok, ExpiresIn: int(s.TokenTTL / time.Second), Verified: v}, nil
+	return VerifyResult{Token: tok, ExpiresIn: int(s.tokenTTL / time.Second), Verified: v}, nil
 }

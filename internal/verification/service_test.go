@@ -96,6 +96,8 @@ var testLimits = verification.Limits{
 
 type fixture struct {
 	svc    *verification.Service
+	deps   verification.Deps
+	opts   verification.Options
 	store  *memstore.Store
 	sms    *fakeSender
 	email  *fakeSender
@@ -114,25 +116,32 @@ func newFixture(t *testing.T, limits verification.Limits, users ...string) *fixt
 		t.Fatal(err)
 	}
 	f := &fixture{
-		store:  memstore.New(limits, users),
+		store:  memstore.New(memstore.Options{Limits: limits, Users: users}),
 		sms:    &fakeSender{},
 		email:  &fakeSender{},
 		tokens: &fakeTokens{},
 		clock:  &clock{time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)},
 	}
-	f.svc = &verification.Service{
-		Store:    f.store,
-		Senders:  map[verification.Channel]verification.Sender{verification.SMS: f.sms, verification.Email: f.email},
-		Captcha:  fakeCaptcha{},
-		Tokens:   f.tokens,
+	f.deps = verification.Deps{
+		Store:   f.store,
+		Senders: map[verification.Channel]verification.Sender{verification.SMS: f.sms, verification.Email: f.email},
+		Captcha: fakeCaptcha{},
+		Tokens:  f.tokens,
+	}
+	f.opts = verification.Options{
 		Keys:     keys,
 		Phones:   phones,
 		Limits:   limits,
 		TokenTTL: 600 * time.Second,
 		Now:      f.clock.now,
 	}
+	f.rebuild()
 	return f
 }
+
+// rebuild builds the service again from the fixture's deps and options,
+// after a test changed one.
+func (f *fixture) rebuild() { f.svc = verification.New(f.deps, f.opts) }
 
 func ptr(s string) *string { return &s }
 
@@ -247,7 +256,8 @@ func TestSendRefusals(t *testing.T) {
 
 func TestChannelDisabled(t *testing.T) {
 	f := newFixture(t, testLimits)
-	delete(f.svc.Senders, verification.SMS)
+	delete(f.deps.Senders, verification.SMS)
+	f.rebuild()
 	_, err := f.send(t, verification.SendRequest{Target: ptr("ANY"), PhoneNumber: ptr("+86 13800138000"), CaptchaToken: ptr("forged")})
 	if verification.KindOf(err) != verification.KindChannelDisabled {
 		t.Fatalf("got %v, want channel_disabled (before captcha_invalid)", err)
@@ -327,7 +337,8 @@ func TestOutcomeUnknownKeepsCodeAndCooldown(t *testing.T) {
 
 func TestStoreUnavailableSendsNothing(t *testing.T) {
 	f := newFixture(t, testLimits)
-	f.svc.Store = downStore{f.store}
+	f.deps.Store = downStore{f.store}
+	f.rebuild()
 	_, err := f.send(t, emailSend("a@b.c", "ANY"))
 	if verification.KindOf(err) != verification.KindServiceUnavailable {
 		t.Fatalf("got %v", err)
@@ -339,7 +350,8 @@ func TestStoreUnavailableSendsNothing(t *testing.T) {
 
 func TestUserLookupFailureGivesReservationBack(t *testing.T) {
 	f := newFixture(t, testLimits)
-	f.svc.Store = lookupFails{f.store}
+	f.deps.Store = lookupFails{f.store}
+	f.rebuild()
 	if _, err := f.send(t, emailSend("a@b.c", "ANY")); verification.KindOf(err) != verification.KindServiceUnavailable {
 		t.Fatalf("got %v, want service_unavailable", err)
 	}
@@ -347,7 +359,8 @@ func TestUserLookupFailureGivesReservationBack(t *testing.T) {
 		t.Fatal("sent although the user lookup failed")
 	}
 	// The reservation was released: the same send goes through at once.
-	f.svc.Store = f.store
+	f.deps.Store = f.store
+	f.rebuild()
 	if _, err := f.send(t, emailSend("a@b.c", "ANY")); err != nil {
 		t.Fatalf("retry after the failed lookup: %v", err)
 	}
@@ -499,8 +512,9 @@ func TestSendDeadlineLeavesTimeForTheRelease(t *testing.T) {
 	f := newFixture(t, testLimits)
 	sender := &deadlineSender{}
 	rec := &releaseRecorder{Store: f.store}
-	f.svc.Senders[verification.Email] = sender
-	f.svc.Store = rec
+	f.deps.Senders[verification.Email] = sender
+	f.deps.Store = rec
+	f.rebuild()
 	deadline := time.Now().Add(2 * time.Second).Truncate(time.Millisecond) // under the 3 s a release gets at most
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
@@ -514,13 +528,15 @@ func TestSendDeadlineLeavesTimeForTheRelease(t *testing.T) {
 		t.Fatalf("release deadlines %v, want one at the caller's deadline %v", rec.deadlines, deadline)
 	}
 	// The release ran: the cooldown was given back.
-	f.svc.Senders[verification.Email] = f.email
+	f.deps.Senders[verification.Email] = f.email
+	f.rebuild()
 	if _, err := f.send(t, emailSend("a@b.c", "ANY")); err != nil {
 		t.Fatalf("retry after the released send: %v", err)
 	}
 
 	// No caller deadline: no deadline on the send, 3 s for the release.
-	f.svc.Senders[verification.Email] = sender
+	f.deps.Senders[verification.Email] = sender
+	f.rebuild()
 	before := time.Now()
 	if _, _, err := f.svc.Send(context.Background(), emailSend("c@d.e", "ANY")); verification.KindOf(err) != verification.KindSendFailed {
 		t.Fatalf("got %v, want send_failed", err)
