@@ -48,50 +48,49 @@ func (f *fixedEndpoint[P]) ResolveEndpoint(context.Context, P) (smithyendpoints.
 	return f.e, nil
 }
 
-// staticDynamoEndpoint resolves the DynamoDB client's endpoint once with the
-// SDK's own rules. Account-based endpoints are turned off so the endpoint
-// does not depend on the caller's credentials: the regional endpoint serves
-// every account. Should the rules refuse the settings, the client keeps its
-// resolver and reports the error on each call, as before.
+// fixEndpoint returns a resolver that answers every call with the endpoint
+// a service's own rules (resolve) give for the client's settings p. Should
+// the rules refuse the settings, it returns r, the client's resolver, which
+// reports the error on each call, as before.
+func fixEndpoint[P, R any](r R, resolve func(context.Context, P) (smithyendpoints.Endpoint, error), p P) R {
+	e, err := resolve(context.Background(), p)
+	if err != nil {
+		return r
+	}
+	return any(&fixedEndpoint[P]{e}).(R)
+}
+
+// staticDynamoEndpoint fixes the DynamoDB client's endpoint. Account-based
+// endpoints are turned off so the endpoint does not depend on the caller's
+// credentials: the regional endpoint serves every account.
 func staticDynamoEndpoint(o *dynamodb.Options) {
 	o.AccountIDEndpointMode = aws.AccountIDEndpointModeDisabled
-	e, err := dynamodb.NewDefaultEndpointResolverV2().ResolveEndpoint(context.Background(), dynamodb.EndpointParameters{
-		Region:                regionParam(o.Region),
-		Endpoint:              o.BaseEndpoint,
-		UseDualStack:          aws.Bool(o.EndpointOptions.UseDualStackEndpoint == aws.DualStackEndpointStateEnabled),
-		UseFIPS:               aws.Bool(o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled),
+	dual, fips := endpointVariants(o.EndpointOptions.UseDualStackEndpoint, o.EndpointOptions.UseFIPSEndpoint)
+	o.EndpointResolverV2 = fixEndpoint(o.EndpointResolverV2, dynamodb.NewDefaultEndpointResolverV2().ResolveEndpoint, dynamodb.EndpointParameters{
+		Region: regionParam(o.Region), Endpoint: o.BaseEndpoint, UseDualStack: dual, UseFIPS: fips,
 		AccountIdEndpointMode: aws.String(string(aws.AccountIDEndpointModeDisabled)),
 	})
-	if err == nil {
-		o.EndpointResolverV2 = &fixedEndpoint[dynamodb.EndpointParameters]{e}
-	}
 }
 
-// staticSESEndpoint is staticDynamoEndpoint for SES (SendEmail's only
+// staticSESEndpoint fixes the SES client's endpoint (SendEmail's only
 // per-call parameter, a multi-region EndpointId, is not used).
 func staticSESEndpoint(o *sesv2.Options) {
-	e, err := sesv2.NewDefaultEndpointResolverV2().ResolveEndpoint(context.Background(), sesv2.EndpointParameters{
-		Region:       regionParam(o.Region),
-		Endpoint:     o.BaseEndpoint,
-		UseDualStack: aws.Bool(o.EndpointOptions.UseDualStackEndpoint == aws.DualStackEndpointStateEnabled),
-		UseFIPS:      aws.Bool(o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled),
-	})
-	if err == nil {
-		o.EndpointResolverV2 = &fixedEndpoint[sesv2.EndpointParameters]{e}
-	}
+	dual, fips := endpointVariants(o.EndpointOptions.UseDualStackEndpoint, o.EndpointOptions.UseFIPSEndpoint)
+	o.EndpointResolverV2 = fixEndpoint(o.EndpointResolverV2, sesv2.NewDefaultEndpointResolverV2().ResolveEndpoint,
+		sesv2.EndpointParameters{Region: regionParam(o.Region), Endpoint: o.BaseEndpoint, UseDualStack: dual, UseFIPS: fips})
 }
 
-// staticSNSEndpoint is staticDynamoEndpoint for SNS.
+// staticSNSEndpoint fixes the SNS client's endpoint.
 func staticSNSEndpoint(o *sns.Options) {
-	e, err := sns.NewDefaultEndpointResolverV2().ResolveEndpoint(context.Background(), sns.EndpointParameters{
-		Region:       regionParam(o.Region),
-		Endpoint:     o.BaseEndpoint,
-		UseDualStack: aws.Bool(o.EndpointOptions.UseDualStackEndpoint == aws.DualStackEndpointStateEnabled),
-		UseFIPS:      aws.Bool(o.EndpointOptions.UseFIPSEndpoint == aws.FIPSEndpointStateEnabled),
-	})
-	if err == nil {
-		o.EndpointResolverV2 = &fixedEndpoint[sns.EndpointParameters]{e}
-	}
+	dual, fips := endpointVariants(o.EndpointOptions.UseDualStackEndpoint, o.EndpointOptions.UseFIPSEndpoint)
+	o.EndpointResolverV2 = fixEndpoint(o.EndpointResolverV2, sns.NewDefaultEndpointResolverV2().ResolveEndpoint,
+		sns.EndpointParameters{Region: regionParam(o.Region), Endpoint: o.BaseEndpoint, UseDualStack: dual, UseFIPS: fips})
+}
+
+// endpointVariants are the dual-stack and FIPS settings as the endpoint
+// rules take them.
+func endpointVariants(dual aws.DualStackEndpointState, fips aws.FIPSEndpointState) (*bool, *bool) {
+	return aws.Bool(dual == aws.DualStackEndpointStateEnabled), aws.Bool(fips == aws.FIPSEndpointStateEnabled)
 }
 
 // regionParam is the region as the SDK binds it per call: none when unset,

@@ -124,17 +124,7 @@ func (s *Store) RememberAnswer(ctx context.Context, rec verification.Idempotency
 	var err error
 	if rec.Claimed {
 		values[":owner"] = str(rec.Owner)
-		err = retryConflicts(ctx, func() error {
-			_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-				TableName:                 s.table,
-				Key:                       key(prefixIdempotency + rec.ID),
-				UpdateExpression:          idemAnswer,
-				ConditionExpression:       idemOwned,
-				ExpressionAttributeNames:  idemAnswerNames,
-				ExpressionAttributeValues: values,
-			})
-			return err
-		})
+		err = s.updateOwnedKey(ctx, rec.ID, idemAnswer, idemAnswerNames, values)
 	} else {
 		err = retryConflicts(ctx, func() error {
 			_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
@@ -165,20 +155,26 @@ func (s *Store) RememberAnswer(ctx context.Context, rec verification.Idempotency
 
 // ReleaseKey frees the key of a failed send that still holds it.
 func (s *Store) ReleaseKey(ctx context.Context, c verification.IdempotentSend) error {
-	err := retryConflicts(ctx, func() error {
-		_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName:                 s.table,
-			Key:                       key(prefixIdempotency + c.ID),
-			UpdateExpression:          idemRelease,
-			ConditionExpression:       idemOwned,
-			ExpressionAttributeNames:  idemReleaseNames,
-			ExpressionAttributeValues: map[string]types.AttributeValue{":owner": str(c.Owner), ":zero": num(0)},
-		})
-		return err
-	})
+	err := s.updateOwnedKey(ctx, c.ID, idemRelease, idemReleaseNames, map[string]types.AttributeValue{":owner": str(c.Owner), ":zero": num(0)})
 	var ccf *types.ConditionalCheckFailedException
 	if err == nil || errors.As(err, &ccf) {
 		return nil
 	}
 	return storeError("idempotency: release", err)
+}
+
+// updateOwnedKey runs the update on the key id's item, if the send that
+// claimed it (values[":owner"]) still holds it.
+func (s *Store) updateOwnedKey(ctx context.Context, id string, update *string, names map[string]string, values map[string]types.AttributeValue) error {
+	return retryConflicts(ctx, func() error {
+		_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName:                 s.table,
+			Key:                       key(prefixIdempotency + id),
+			UpdateExpression:          update,
+			ConditionExpression:       idemOwned,
+			ExpressionAttributeNames:  names,
+			ExpressionAttributeValues: values,
+		})
+		return err
+	})
 }

@@ -188,15 +188,8 @@ func (s *Store) appendPumping(items []types.TransactWriteItem, r verification.Re
 		}
 		values[":lim"] = num(int64(lim))
 		at.prefix = len(items)
-		items = append(items, types.TransactWriteItem{Update: &types.Update{
-			TableName:                           s.table,
-			Key:                                 key(prefixPrefix + r.Prefix),
-			UpdateExpression:                    e.prefixUpdate,
-			ConditionExpression:                 e.prefixCond,
-			ExpressionAttributeNames:            e.namesOf(e.cfg.Bucket(r.Now)),
-			ExpressionAttributeValues:           values,
-			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		}})
+		items = append(items, s.updateItem(key(prefixPrefix+r.Prefix),
+			&expr{update: e.prefixUpdate, condition: e.prefixCond, names: e.namesOf(e.cfg.Bucket(r.Now))}, values))
 	}
 	if r.CountBudget && e.budgetUpdate != nil && r.BudgetShard >= 0 && r.BudgetShard < e.cfg.Shards() {
 		now := r.Now.UnixMilli()
@@ -213,15 +206,8 @@ func (s *Store) appendPumping(items []types.TransactWriteItem, r verification.Re
 			values[":zero"] = avZero
 		}
 		at.budget = len(items)
-		items = append(items, types.TransactWriteItem{Update: &types.Update{
-			TableName:                           s.table,
-			Key:                                 key(prefixBudget + strconv.Itoa(r.BudgetShard)),
-			UpdateExpression:                    e.budgetUpdate,
-			ConditionExpression:                 cond,
-			ExpressionAttributeNames:            e.budgetNames,
-			ExpressionAttributeValues:           values,
-			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		}})
+		items = append(items, s.updateItem(key(prefixBudget+strconv.Itoa(r.BudgetShard)),
+			&expr{update: e.budgetUpdate, condition: cond, names: e.budgetNames}, values))
 	}
 	return items, at
 }

@@ -164,24 +164,8 @@ func (s *Store) reserveTx(r verification.Reservation) reserve {
 	})
 
 	items := make([]types.TransactWriteItem, 2, 4)
-	items[ipAt] = types.TransactWriteItem{Update: &types.Update{
-		TableName:                           s.table,
-		Key:                                 key(prefixIP + r.IP),
-		UpdateExpression:                    ip.update,
-		ConditionExpression:                 ip.condition,
-		ExpressionAttributeNames:            ip.names,
-		ExpressionAttributeValues:           ipValues,
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-	}}
-	items[targetAt] = types.TransactWriteItem{Update: &types.Update{
-		TableName:                           s.table,
-		Key:                                 key(prefixTarget + r.Handle),
-		UpdateExpression:                    tgt.update,
-		ConditionExpression:                 tgt.condition,
-		ExpressionAttributeNames:            tgt.names,
-		ExpressionAttributeValues:           tgtValues,
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-	}}
+	items[ipAt] = s.updateItem(key(prefixIP+r.IP), ip, ipValues)
+	items[targetAt] = s.updateItem(key(prefixTarget+r.Handle), tgt, tgtValues)
 
 	if r.CaptchaID != "" {
 		// The token spends one of its uses (prepareReserve). The record
@@ -192,15 +176,7 @@ func (s *Store) reserveTx(r verification.Reservation) reserve {
 			":ttl": num(ttlOf(latest(r.CaptchaExp, r.Now).Add(tokenGrace))),
 		})
 		tx.tokenAt = len(items)
-		items = append(items, types.TransactWriteItem{Update: &types.Update{
-			TableName:                           s.table,
-			Key:                                 key(prefixToken + r.CaptchaID),
-			UpdateExpression:                    s.tokenUse.update,
-			ConditionExpression:                 s.tokenUse.condition,
-			ExpressionAttributeNames:            s.tokenUse.names,
-			ExpressionAttributeValues:           values,
-			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		}})
+		items = append(items, s.updateItem(key(prefixToken+r.CaptchaID), &s.tokenUse, values))
 	}
 
 	if r.Require != verification.RequireNothing {
