@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -98,7 +97,7 @@ func TestIPv6SharesOneBudgetPerPrefix(t *testing.T) {
 	if st, e := send("::ffff:192.0.2.7", "e@b.c"); e != "captcha_required" {
 		t.Fatalf("IPv4-mapped: %d %s, want captcha_required", st, e)
 	}
-	keys := logValues(t, s, "ip_key")
+	keys := logValues(t, s.Stdout.String(), "ip_key")
 	want := []string{"2001:db8:1:2::/64", "2001:db8:1:2::/64", "2001:db8:1:3::/64", "192.0.2.7", "192.0.2.7"}
 	if strings.Join(keys, " ") != strings.Join(want, " ") {
 		t.Fatalf("logged IP keys %v, want %v", keys, want)
@@ -132,7 +131,7 @@ func TestMissingSourceIP(t *testing.T) {
 			if n := len(s.Outbox.Messages()); n != 0 {
 				t.Fatalf("sent %d messages", n)
 			}
-			if reasons := logValues(t, s, "reason"); strings.Join(reasons, ",") != strings.Repeat("missing_source_ip,", 3)+"missing_source_ip" {
+			if reasons := logValues(t, s.Stdout.String(), "reason"); strings.Join(reasons, ",") != strings.Repeat("missing_source_ip,", 3)+"missing_source_ip" {
 				t.Fatalf("log reasons %v, want missing_source_ip on each of 4 lines", reasons)
 			}
 			// Nothing stored: the target's cooldown is untouched.
@@ -216,20 +215,4 @@ func TestTrustedProxyHopsLambda(t *testing.T) {
 	if st := send("c@b.c", []string{"192.0.2.1", "192.0.2.9"}); st != 200 {
 		t.Fatalf("another client: %d, want 200", st)
 	}
-}
-
-// logValues returns the value of attribute key on every request log line.
-func logValues(t *testing.T, s *apptest.Service, key string) []string {
-	t.Helper()
-	var out []string
-	sc := bufio.NewScanner(strings.NewReader(s.Stdout.String()))
-	for sc.Scan() {
-		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) != nil || m["message"] != "request" {
-			continue
-		}
-		v, _ := m[key].(string)
-		out = append(out, v)
-	}
-	return out
 }

@@ -86,7 +86,7 @@ func TestOriginRule(t *testing.T) {
 			if st, _, b := s.Do(t, "POST", sendPath, "203.0.113.9", valid, nil); st != 200 {
 				t.Fatalf("send after the refusal: %d %v", st, b)
 			}
-			if keys := logValues(t, s, "ip_key"); len(keys) != 2 || keys[0] != "203.0.113.9" {
+			if keys := logValues(t, s.Stdout.String(), "ip_key"); len(keys) != 2 || keys[0] != "203.0.113.9" {
 				t.Errorf("logged IP keys %v, want the refusal's too", keys)
 			}
 			if !strings.Contains(s.Stdout.String(), `"error":"origin_not_allowed"`) {

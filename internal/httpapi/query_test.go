@@ -53,26 +53,6 @@ func solve(t *testing.T, s *apptest.Service, ip string) string {
 	return tok
 }
 
-func serve(t *testing.T, h *httpapi.Handler, event any) (int, string) {
-	t.Helper()
-	raw, err := json.Marshal(event)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := h.HandleLambda(context.Background(), raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	switch r := out.(type) {
-	case events.APIGatewayProxyResponse:
-		return r.StatusCode, r.Body
-	case events.APIGatewayV2HTTPResponse:
-		return r.StatusCode, r.Body
-	}
-	t.Fatalf("answer of type %T", out)
-	return 0, ""
-}
-
 // TestCaptchaTokenQueryReachesTheSend: the CloudBase JS SDK retries a send
 // with ?captcha_token=; the parameter must reach the send from every
 // transport: REST API events (queryStringParameters and
@@ -132,10 +112,10 @@ func TestCaptchaTokenQueryReachesTheSend(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := gated(t, ip)
-			if st, b := serve(t, s.Handler, tt.event("")); st != 428 || !strings.Contains(b, "captcha_required") {
+			if st, _, b := serveLambda(t, s.Handler, tt.event("")); st != 428 || !strings.Contains(b, "captcha_required") {
 				t.Fatalf("without a token: %d %s, want 428 captcha_required", st, b)
 			}
-			if st, b := serve(t, s.Handler, tt.event(solve(t, s, ip))); st != 200 {
+			if st, _, b := serveLambda(t, s.Handler, tt.event(solve(t, s, ip))); st != 200 {
 				t.Fatalf("with ?captcha_token=: %d %s, want 200", st, b)
 			}
 		})
