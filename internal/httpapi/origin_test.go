@@ -1,8 +1,7 @@
 package httpapi_test
 
 import (
-	"context"
-	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -10,17 +9,19 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/verifykit/verifykit/internal/apptest"
+	"github.com/verifykit/verifykit/internal/httpapi"
+	"github.com/verifykit/verifykit/internal/verification"
 )
 
 // TestOriginRule: a request carrying an Origin that is not listed is refused
 // with origin_not_allowed before anything else (body errors included), and
-// stores and sends nothing; no Origin works as before.
+// reaches no service, the outbox included; no Origin works as before.
 func TestOriginRule(t *testing.T) {
 	const app = "https://app.example.com"
 	valid := `{"target":"ANY","email":"a@b.c"}`
 	tests := []struct {
 		name         string
-		allowed      string // CORS_ALLOWED_ORIGINS
+		allowed      string // the listed origins, comma-separated, as CORS_ALLOWED_ORIGINS
 		method, path string
 		origin       *string
 		body         string
@@ -35,6 +36,7 @@ func TestOriginRule(t *testing.T) {
 		{"foreign Origin, oversized body", app, "POST", sendPath, ptr("https://evil.example"), `{"pad":"` + strings.Repeat("x", 9000) + `"}`, 403, "origin_not_allowed"},
 		{"null Origin, not listed", app, "POST", sendPath, ptr("null"), valid, 403, "origin_not_allowed"},
 		{"null Origin, listed", app + ",null", "POST", sendPath, ptr("null"), valid, 200, ""},
+		{"null listed, foreign Origin", app + ",null", "POST", sendPath, ptr("https://evil.example"), valid, 403, "origin_not_allowed"},
 		{"empty Origin", app, "POST", sendPath, ptr(""), valid, 403, "origin_not_allowed"},
 		{"other case", app, "POST", sendPath, ptr("https://APP.example.com"), valid, 403, "origin_not_allowed"},
 		{"trailing slash", app, "POST", sendPath, ptr(app + "/"), valid, 403, "origin_not_allowed"},
@@ -53,44 +55,58 @@ func TestOriginRule(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := map[string]string{"IP_HOURLY_LIMIT": "1", "CAPTCHA_IP_THRESHOLD": "0", "CAPTCHA_TARGET_THRESHOLD": "0"}
+			var origins []string
 			if tt.allowed != "" {
-				env["CORS_ALLOWED_ORIGINS"] = tt.allowed
+				origins = strings.Split(tt.allowed, ",")
 			}
-			s := apptest.New(t, env)
-			h := map[string]string{"content-type": "text/plain;charset=UTF-8"}
+			sends := 0
+			v := &fakeVerifications{}
+			if tt.wantError == "" && tt.path == sendPath {
+				v.send = func(req verification.SendRequest) (verification.SendResult, verification.Address, error) {
+					sends++
+					return accept(req)
+				}
+			}
+			// Local mode's outbox, which no refused request may read.
+			outbox := func() any {
+				t.Error("the outbox was read")
+				return map[string]any{}
+			}
+			h, log := fakeHandlerWith(t, v, nil, httpapi.Options{CORS: httpapi.NewCORS(origins), DevOutbox: outbox})
+			hdr := map[string]string{"content-type": "text/plain;charset=UTF-8"}
 			if tt.origin != nil {
-				h["origin"] = *tt.origin
+				hdr["origin"] = *tt.origin
 			}
-			st, hdr, body := s.Do(t, tt.method, tt.path, "203.0.113.9", tt.body, h)
+			st, rh, body := call(t, h, tt.method, tt.path, "203.0.113.9", tt.body, hdr, nil)
 			if st != tt.wantStatus {
 				t.Fatalf("status %d, want %d (%v)", st, tt.wantStatus, body)
 			}
 			if tt.wantError == "" {
+				if tt.path == sendPath && sends != 1 {
+					t.Fatalf("the service got %d sends, want 1", sends)
+				}
 				return
 			}
-			checkEnvelope(t, st, hdr, body, tt.wantError)
+			checkEnvelope(t, st, rh, body, tt.wantError)
 			if body["error_code"] != 4030.0 {
 				t.Errorf("error_code %v, want 4030", body["error_code"])
 			}
-			for k := range hdr {
+			for k := range rh {
 				if strings.HasPrefix(k, "Access-Control-") {
 					t.Errorf("refusal carries %s", k)
 				}
 			}
-			if n := len(s.Outbox.Messages()); n != 0 {
-				t.Fatalf("a refused request sent %d messages", n)
+			if keys := logValues(t, log.String(), "ip_key"); len(keys) != 1 || keys[0] != "203.0.113.9" {
+				t.Errorf("logged IP keys %v, want the refusal's", keys)
 			}
-			// Nothing was stored: the IP's one send of the hour and the
-			// target's cooldown are both still there.
-			if st, _, b := s.Do(t, "POST", sendPath, "203.0.113.9", valid, nil); st != 200 {
+			if errs := logValues(t, log.String(), "error"); len(errs) != 1 || errs[0] != "origin_not_allowed" {
+				t.Errorf("logged errors %v, want origin_not_allowed: %s", errs, log)
+			}
+			// The refusal reached no service (every fake is unset); a send
+			// without an Origin is then served as before.
+			v.send = accept
+			if st, _, b := call(t, h, "POST", sendPath, "203.0.113.9", valid, nil, nil); st != 200 {
 				t.Fatalf("send after the refusal: %d %v", st, b)
-			}
-			if keys := logValues(t, s.Stdout.String(), "ip_key"); len(keys) != 2 || keys[0] != "203.0.113.9" {
-				t.Errorf("logged IP keys %v, want the refusal's too", keys)
-			}
-			if !strings.Contains(s.Stdout.String(), `"error":"origin_not_allowed"`) {
-				t.Errorf("no log line says origin_not_allowed: %s", s.Stdout.String())
 			}
 		})
 	}
@@ -99,7 +115,8 @@ func TestOriginRule(t *testing.T) {
 func ptr(s string) *string { return &s }
 
 // TestOriginRuleLambdaEvents: the rule holds for REST (payload v1) and HTTP
-// API (payload v2) events, with the text/plain body a no-cors fetch sends.
+// API (payload v2) events, with the text/plain body a no-cors fetch sends: a
+// foreign origin reaches no service, a listed one is served and told so.
 func TestOriginRuleLambdaEvents(t *testing.T) {
 	body := `{"target":"ANY","email":"a@b.c"}`
 	v1 := func(origin string) events.APIGatewayProxyRequest {
@@ -125,41 +142,31 @@ func TestOriginRuleLambdaEvents(t *testing.T) {
 			},
 		}
 	}
-	invoke := func(t *testing.T, s *apptest.Service, ev any) (int, string, map[string]string) {
-		t.Helper()
-		raw, _ := json.Marshal(ev)
-		out, err := s.Handler.HandleLambda(context.Background(), raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch r := out.(type) {
-		case events.APIGatewayProxyResponse:
-			return r.StatusCode, r.Body, r.Headers
-		case events.APIGatewayV2HTTPResponse:
-			return r.StatusCode, r.Body, r.Headers
-		}
-		t.Fatalf("answer of type %T", out)
-		return 0, "", nil
-	}
-	for _, kind := range []string{"v1", "v2"} {
-		t.Run(kind, func(t *testing.T) {
-			s := apptest.New(t, map[string]string{"CORS_ALLOWED_ORIGINS": "https://app.example.com"})
-			event := func(origin string) any {
-				if kind == "v1" {
-					return v1(origin)
-				}
-				return v2(origin)
-			}
-			st, b, hdr := invoke(t, s, event("https://evil.example"))
+	for _, tc := range []struct {
+		kind, ip string
+		event    func(origin string) any
+	}{
+		{"v1", "198.51.100.7", func(o string) any { return v1(o) }},
+		{"v2", "198.51.100.8", func(o string) any { return v2(o) }},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			v := &fakeVerifications{} // the foreign origin reaches no service
+			h, _ := fakeHandlerWith(t, v, nil, httpapi.Options{CORS: httpapi.NewCORS([]string{"https://app.example.com"})})
+			st, hdr, b := serveLambda(t, h, tc.event("https://evil.example"))
 			if st != 403 || !strings.Contains(b, `"error":"origin_not_allowed"`) || hdr["Access-Control-Allow-Origin"] != "" {
 				t.Fatalf("foreign origin: %d %s %v", st, b, hdr)
 			}
-			if n := len(s.Outbox.Messages()); n != 0 {
-				t.Fatalf("refused request sent %d messages", n)
+			var got []verification.SendRequest
+			v.send = func(req verification.SendRequest) (verification.SendResult, verification.Address, error) {
+				got = append(got, req)
+				return accept(req)
 			}
-			st, b, hdr = invoke(t, s, event("https://app.example.com"))
+			st, hdr, b = serveLambda(t, h, tc.event("https://app.example.com"))
 			if st != 200 || hdr["Access-Control-Allow-Origin"] != "https://app.example.com" {
 				t.Fatalf("listed origin: %d %s %v", st, b, hdr)
+			}
+			if len(got) != 1 || handed(got[0]) != `target="ANY" email="a@b.c"` || got[0].IP != tc.ip {
+				t.Fatalf("the service was handed %+v, want the body from %s", got, tc.ip)
 			}
 		})
 	}
@@ -197,10 +204,10 @@ func TestLocalServerOwnOrigins(t *testing.T) {
 
 // TestOriginRuleNetHTTP sends what a page on another site can make its
 // visitors' browsers send, fetch(url, {method: "POST", mode: "no-cors",
-// body}), to the local server.
+// body}), to the local server: it is refused and reaches no service.
 func TestOriginRuleNetHTTP(t *testing.T) {
-	s := apptest.New(t, nil)
-	srv := newServer(t, s.Handler)
+	h, _ := fakeHandlerWith(t, nil, nil, httpapi.Options{CORS: httpapi.NewCORS(nil)}) // send unset: reaching it fails the test
+	srv := newServer(t, h)
 	req, _ := http.NewRequest("POST", srv+sendPath, strings.NewReader(`{"target":"ANY","phone_number":"+86 13800138000"}`))
 	req.Header.Set("Content-Type", "text/plain;charset=UTF-8")
 	req.Header.Set("Origin", "https://evil.example")
@@ -208,8 +215,9 @@ func TestOriginRuleNetHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 403 || len(s.Outbox.Messages()) != 0 {
-		t.Fatalf("no-cors POST from another site: %d, %d messages", resp.StatusCode, len(s.Outbox.Messages()))
+	if resp.StatusCode != 403 || !strings.Contains(string(b), `"error":"origin_not_allowed"`) {
+		t.Fatalf("no-cors POST from another site: %d %s", resp.StatusCode, b)
 	}
 }
