@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/verifykit/verifykit/internal/apptest"
 	"github.com/verifykit/verifykit/internal/httpapi"
+	"github.com/verifykit/verifykit/internal/verification"
 )
 
 // gated builds a service whose captcha gate closes after one accepted send
@@ -144,54 +144,67 @@ func TestCaptchaTokenQueryReachesTheSend(t *testing.T) {
 
 // TestCaptchaTokenHeaderAndQuery: the header wins when both are present; an
 // empty query value is no token, an empty header a bad one; a bad token in
-// the query is refused like one in the header, storing and sending nothing.
+// the query is refused like one in the header. The service is handed the
+// token that wins, and its refusals come out as they are.
 func TestCaptchaTokenHeaderAndQuery(t *testing.T) {
 	const ip = "198.51.100.41"
+	const valid = fakeCaptchaToken // solved from ip
 	tests := []struct {
 		name       string
-		header     func(valid string) map[string]string
-		query      func(valid string) map[string]string
+		header     map[string]string
+		query      map[string]string
+		wantToken  *string // what the service is handed
 		wantStatus int
 		wantError  string
 	}{
-		{"query alone", nil, func(v string) map[string]string { return map[string]string{"captcha_token": v} }, 200, ""},
-		{"header wins over a bad query", func(v string) map[string]string { return map[string]string{"x-captcha-token": v} },
-			func(string) map[string]string { return map[string]string{"captcha_token": "v1.forged"} }, 200, ""},
-		{"a bad header wins over a good query", func(string) map[string]string { return map[string]string{"x-captcha-token": "v1.forged"} },
-			func(v string) map[string]string { return map[string]string{"captcha_token": v} }, 403, "captcha_invalid"},
-		{"empty header is a bad token", func(string) map[string]string { return map[string]string{"x-captcha-token": ""} },
-			func(v string) map[string]string { return map[string]string{"captcha_token": v} }, 403, "captcha_invalid"},
-		{"empty query is no token", nil, func(string) map[string]string { return map[string]string{"captcha_token": ""} }, 428, "captcha_required"},
-		{"forged query token", nil, func(string) map[string]string { return map[string]string{"captcha_token": "v1.forged"} }, 403, "captcha_invalid"},
+		{"query alone", nil, map[string]string{"captcha_token": valid}, ptr(valid), 200, ""},
+		{"header wins over a bad query", map[string]string{"x-captcha-token": valid}, map[string]string{"captcha_token": "v1.forged"}, ptr(valid), 200, ""},
+		{"a bad header wins over a good query", map[string]string{"x-captcha-token": "v1.forged"}, map[string]string{"captcha_token": valid}, ptr("v1.forged"), 403, "captcha_invalid"},
+		{"empty header is a bad token", map[string]string{"x-captcha-token": ""}, map[string]string{"captcha_token": valid}, ptr(""), 403, "captcha_invalid"},
+		{"empty query is no token", nil, map[string]string{"captcha_token": ""}, nil, 428, "captcha_required"},
+		{"forged query token", nil, map[string]string{"captcha_token": "v1.forged"}, ptr("v1.forged"), 403, "captcha_invalid"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := gated(t, ip)
-			valid := solve(t, s, ip)
-			r := &httpapi.Request{Method: "POST", Path: sendPath, Header: map[string]string{}, SourceIP: ip, RequestID: "q",
-				Body: []byte(`{"target":"ANY","email":"second@example.com"}`)}
-			if tt.header != nil {
-				r.Header = tt.header(valid)
+			var got *verification.SendRequest
+			// A service whose captcha gate is closed for ip: no token is
+			// captcha_required, and only the token solved from ip passes.
+			v := &fakeVerifications{send: func(req verification.SendRequest) (verification.SendResult, verification.Address, error) {
+				got = &req
+				switch {
+				case req.CaptchaToken == nil:
+					return verification.SendResult{}, addressOf(req), verification.ErrCaptchaRequired
+				case *req.CaptchaToken != valid || req.IP != ip:
+					return verification.SendResult{}, addressOf(req), verification.ErrCaptchaInvalid
+				}
+				return accept(req)
+			}}
+			h, _ := fakeHandler(t, v, nil)
+			st, hdr, b := call(t, h, "POST", sendPath, ip, `{"target":"ANY","email":"second@example.com"}`, tt.header, tt.query)
+			if st != tt.wantStatus || tt.wantError != "" && b["error"] != tt.wantError {
+				t.Fatalf("got %d %v, want %d %s", st, b, tt.wantStatus, tt.wantError)
 			}
-			if tt.query != nil {
-				r.Query = tt.query(valid)
+			if tt.wantError != "" {
+				checkEnvelope(t, st, hdr, b, tt.wantError)
 			}
-			before := len(s.Outbox.Messages())
-			resp := s.Handler.Serve(context.Background(), r)
-			if resp.Status != tt.wantStatus || !strings.Contains(string(resp.Body), tt.wantError) {
-				t.Fatalf("got %d %s, want %d %s", resp.Status, resp.Body, tt.wantStatus, tt.wantError)
+			if got == nil {
+				t.Fatal("the send never reached the service")
 			}
-			if sent := len(s.Outbox.Messages()) - before; (tt.wantStatus == 200) != (sent == 1) {
-				t.Fatalf("%d messages sent for a %d", sent, resp.Status)
+			if (got.CaptchaToken == nil) != (tt.wantToken == nil) || got.CaptchaToken != nil && *got.CaptchaToken != *tt.wantToken {
+				t.Fatalf("the service was handed the token %v, want %v", got.CaptchaToken, tt.wantToken)
 			}
 		})
 	}
 	// An empty query value on an open gate is simply no token.
-	s := apptest.New(t, nil)
-	r := &httpapi.Request{Method: "POST", Path: sendPath, Header: map[string]string{}, Query: map[string]string{"captcha_token": ""},
-		SourceIP: ip, RequestID: "q", Body: []byte(`{"email":"open@example.com"}`)}
-	if resp := s.Handler.Serve(context.Background(), r); resp.Status != 200 {
-		t.Fatalf("empty query value, open gate: %d %s", resp.Status, resp.Body)
+	v := &fakeVerifications{send: func(req verification.SendRequest) (verification.SendResult, verification.Address, error) {
+		if req.CaptchaToken != nil {
+			t.Errorf("the service was handed the token %q", *req.CaptchaToken)
+		}
+		return accept(req)
+	}}
+	h, _ := fakeHandler(t, v, nil)
+	if st, _, b := call(t, h, "POST", sendPath, ip, `{"email":"open@example.com"}`, nil, map[string]string{"captcha_token": ""}); st != 200 {
+		t.Fatalf("empty query value, open gate: %d %v", st, b)
 	}
 }
 
@@ -200,7 +213,7 @@ func TestCaptchaTokenHeaderAndQuery(t *testing.T) {
 // at least the API's own headers and those the CloudBase JS SDK sends.
 func TestPreflightAllowsTheSDKHeaders(t *testing.T) {
 	const origin = "https://app.example.com"
-	s := apptest.New(t, map[string]string{"CORS_ALLOWED_ORIGINS": origin})
+	h, _ := fakeHandlerWith(t, nil, nil, httpapi.Options{CORS: httpapi.NewCORS([]string{origin})})
 	sdk := []string{"content-type", "x-captcha-token", "idempotency-key", "x-request-id", "x-device-id", "x-sdk-version", "accept-language"}
 	many := strings.Repeat("x-a,", 40) + "x-b"
 	tests := []struct {
@@ -216,23 +229,23 @@ func TestPreflightAllowsTheSDKHeaders(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := map[string]string{"origin": origin, "access-control-request-method": "POST"}
+			hdr := map[string]string{"origin": origin, "access-control-request-method": "POST"}
 			if tt.requested != "" {
-				h["access-control-request-headers"] = tt.requested
+				hdr["access-control-request-headers"] = tt.requested
 			}
-			st, hdr, _ := s.Do(t, "OPTIONS", sendPath, "203.0.113.9", "", h)
-			if st != 204 || hdr["Access-Control-Allow-Headers"] != tt.want {
-				t.Fatalf("got %d, Access-Control-Allow-Headers %q, want %q", st, hdr["Access-Control-Allow-Headers"], tt.want)
+			st, rh, _ := call(t, h, "OPTIONS", sendPath, "203.0.113.9", "", hdr, nil)
+			if st != 204 || rh["Access-Control-Allow-Headers"] != tt.want {
+				t.Fatalf("got %d, Access-Control-Allow-Headers %q, want %q", st, rh["Access-Control-Allow-Headers"], tt.want)
 			}
-			if !strings.Contains(hdr["Vary"], "Access-Control-Request-Headers") || !strings.Contains(hdr["Vary"], "Origin") {
-				t.Fatalf("Vary %q, want Origin and Access-Control-Request-Headers", hdr["Vary"])
+			if !strings.Contains(rh["Vary"], "Access-Control-Request-Headers") || !strings.Contains(rh["Vary"], "Origin") {
+				t.Fatalf("Vary %q, want Origin and Access-Control-Request-Headers", rh["Vary"])
 			}
 		})
 	}
 	// Another origin's preflight is refused by the Origin rule, with no CORS
 	// headers, so the browser never sends the request.
-	st, hdr, _ := s.Do(t, "OPTIONS", sendPath, "203.0.113.9", "", map[string]string{"origin": "https://evil.example", "access-control-request-headers": "x-sdk-version"})
-	if _, ok := hdr["Access-Control-Allow-Headers"]; st != 403 || ok {
-		t.Fatalf("another origin: %d %v", st, hdr)
+	st, rh, _ := call(t, h, "OPTIONS", sendPath, "203.0.113.9", "", map[string]string{"origin": "https://evil.example", "access-control-request-headers": "x-sdk-version"}, nil)
+	if _, ok := rh["Access-Control-Allow-Headers"]; st != 403 || ok {
+		t.Fatalf("another origin: %d %v", st, rh)
 	}
 }
