@@ -586,6 +586,20 @@ func TestCORS(t *testing.T) {
 		if st != 204 || hdr["Access-Control-Allow-Origin"] != "" {
 			t.Fatalf("no CORS configured, no Origin: %d %v", st, hdr)
 		}
+		for k := range hdr {
+			if strings.HasPrefix(k, "Access-Control-") {
+				t.Fatalf("no CORS configured, no Origin: the preflight carries %s", k)
+			}
+		}
+	}
+	// Nor does a preflight without an Origin where origins are listed.
+	if st, hdr, _ = call(t, h, "OPTIONS", sendPath, "203.0.113.9", "", map[string]string{"access-control-request-method": "POST"}, nil); st != 204 {
+		t.Fatalf("no Origin: %d %v", st, hdr)
+	}
+	for k := range hdr {
+		if strings.HasPrefix(k, "Access-Control-") {
+			t.Fatalf("no Origin: the preflight carries %s", k)
+		}
 	}
 }
 
