@@ -1,8 +1,6 @@
 package httpapi_test
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -11,6 +9,7 @@ import (
 
 	"github.com/verifykit/verifykit/internal/apptest"
 	"github.com/verifykit/verifykit/internal/httpapi"
+	"github.com/verifykit/verifykit/internal/verification"
 )
 
 func TestClientIPKey(t *testing.T) {
@@ -116,40 +115,46 @@ func TestIPv6PrefixBitsConfig(t *testing.T) {
 }
 
 // TestMissingSourceIP: no parseable source IP is internal_error, logged as
-// missing_source_ip, with nothing stored or sent, on every route.
+// missing_source_ip, on every route, and reaches no service.
 func TestMissingSourceIP(t *testing.T) {
 	for _, ip := range []string{"", "unknown", "203.0.113.9:1234"} {
 		t.Run(fmt.Sprintf("%q", ip), func(t *testing.T) {
-			s := apptest.New(t, map[string]string{"CAPTCHA_IP_THRESHOLD": "0"})
+			v := &fakeVerifications{} // every fake unset: reaching one fails the test
+			h, log := fakeHandler(t, v, nil)
 			for _, path := range []string{sendPath, "/auth/v1/verification/verify", "/auth/v1/captcha/data", "/auth/v1/captcha/data/verify"} {
-				st, hdr, b := s.Do(t, "POST", path, ip, `{"target":"ANY","email":"a@b.c"}`, nil)
+				st, hdr, b := call(t, h, "POST", path, ip, `{"target":"ANY","email":"a@b.c"}`, nil, nil)
 				if st != 500 {
 					t.Fatalf("%s: %d %v, want 500", path, st, b)
 				}
 				checkEnvelope(t, st, hdr, b, "internal_error")
 			}
-			if n := len(s.Outbox.Messages()); n != 0 {
-				t.Fatalf("sent %d messages", n)
-			}
-			if reasons := logValues(t, s.Stdout.String(), "reason"); strings.Join(reasons, ",") != strings.Repeat("missing_source_ip,", 3)+"missing_source_ip" {
+			if reasons := logValues(t, log.String(), "reason"); strings.Join(reasons, ",") != strings.Repeat("missing_source_ip,", 3)+"missing_source_ip" {
 				t.Fatalf("log reasons %v, want missing_source_ip on each of 4 lines", reasons)
 			}
-			// Nothing stored: the target's cooldown is untouched.
-			if st, _, b := s.Do(t, "POST", sendPath, "203.0.113.9", `{"target":"ANY","email":"a@b.c"}`, nil); st != 200 {
+			// A send with an IP is then served, under that IP.
+			v.send = func(req verification.SendRequest) (verification.SendResult, verification.Address, error) {
+				if req.IP != "203.0.113.9" {
+					t.Errorf("IP key %q, want 203.0.113.9", req.IP)
+				}
+				return accept(req)
+			}
+			if st, _, b := call(t, h, "POST", sendPath, "203.0.113.9", `{"target":"ANY","email":"a@b.c"}`, nil, nil); st != 200 {
 				t.Fatalf("send with an IP afterwards: %d %v", st, b)
 			}
 		})
 	}
 }
 
-// TestTrustedProxyHops: behind one trusted proxy, the client is the entry
-// the proxy appended; entries the client wrote further left never choose a
-// budget, and a request without the proxy's entry is refused.
+// TestTrustedProxyHops: behind one trusted proxy, the service is handed the
+// entry the proxy appended as the IP key; entries the client wrote further
+// left never choose a budget, and a request without the proxy's entry is
+// refused before any service.
 func TestTrustedProxyHops(t *testing.T) {
-	s := apptest.New(t, map[string]string{"TRUSTED_PROXY_HOPS": "1", "IP_HOURLY_LIMIT": "1", "CAPTCHA_IP_THRESHOLD": "0"})
+	var keys []string
+	h, log := fakeHandlerWith(t, &fakeVerifications{send: oneSendPerIP(&keys)}, nil, httpapi.Options{IP: httpapi.ClientIP{TrustedProxyHops: 1}})
 	const edge = "130.176.0.1" // the proxy, as API Gateway saw it
 	send := func(email, xff string) (int, string) {
-		st, _, b := s.Do(t, "POST", sendPath, edge, fmt.Sprintf(`{"target":"ANY","email":%q}`, email), map[string]string{"x-forwarded-for": xff})
+		st, _, b := call(t, h, "POST", sendPath, edge, fmt.Sprintf(`{"target":"ANY","email":%q}`, email), map[string]string{"x-forwarded-for": xff}, nil)
 		e, _ := b["error"].(string)
 		return st, e
 	}
@@ -171,12 +176,12 @@ func TestTrustedProxyHops(t *testing.T) {
 			t.Fatalf("X-Forwarded-For %q: %d %s, want 500 internal_error", xff, st, e)
 		}
 	}
-	if n := len(s.Outbox.Messages()); n != 2 {
-		t.Fatalf("%d messages sent, want 2", n)
+	// The three refused requests never reached the service.
+	if want := "192.0.2.1 192.0.2.1 192.0.2.1 192.0.2.1 192.0.2.2"; strings.Join(keys, " ") != want {
+		t.Fatalf("IP keys handed to the service: %v, want %s", keys, want)
 	}
-	logs := s.Stdout.String()
 	for _, spoof := range []string{"10.9.9.9", "198.51.100.1", "203.0.113.1"} {
-		if strings.Contains(logs, spoof) {
+		if strings.Contains(log.String(), spoof) {
 			t.Errorf("client-written entry %s reached the logs", spoof)
 		}
 	}
@@ -184,11 +189,12 @@ func TestTrustedProxyHops(t *testing.T) {
 
 // TestTrustedProxyHopsLambda: in a REST event, X-Forwarded-For may arrive as
 // several lines (multiValueHeaders); all count, in order, and the client's
-// own lines never decide the key.
+// own lines never decide the IP key the service is handed.
 func TestTrustedProxyHopsLambda(t *testing.T) {
-	s := apptest.New(t, map[string]string{"TRUSTED_PROXY_HOPS": "1", "IP_HOURLY_LIMIT": "1", "CAPTCHA_IP_THRESHOLD": "0"})
+	var keys []string
+	h, _ := fakeHandlerWith(t, &fakeVerifications{send: oneSendPerIP(&keys)}, nil, httpapi.Options{IP: httpapi.ClientIP{TrustedProxyHops: 1}})
 	send := func(email string, lines []string) int {
-		ev := events.APIGatewayProxyRequest{
+		st, _, _ := serveLambda(t, h, events.APIGatewayProxyRequest{
 			Resource: sendPath, Path: sendPath, HTTPMethod: "POST",
 			Headers:           map[string]string{"X-Forwarded-For": lines[0]},
 			MultiValueHeaders: map[string][]string{"X-Forwarded-For": lines},
@@ -197,13 +203,8 @@ func TestTrustedProxyHopsLambda(t *testing.T) {
 				RequestID: "r", Stage: "prod",
 				Identity: events.APIGatewayRequestIdentity{SourceIP: "130.176.0.1"},
 			},
-		}
-		raw, _ := json.Marshal(ev)
-		out, err := s.Handler.HandleLambda(context.Background(), raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out.(events.APIGatewayProxyResponse).StatusCode
+		})
+		return st
 	}
 	if st := send("a@b.c", []string{"192.0.2.1"}); st != 200 {
 		t.Fatalf("first: %d", st)
@@ -214,5 +215,29 @@ func TestTrustedProxyHopsLambda(t *testing.T) {
 	}
 	if st := send("c@b.c", []string{"192.0.2.1", "192.0.2.9"}); st != 200 {
 		t.Fatalf("another client: %d, want 200", st)
+	}
+	if want := "192.0.2.1 192.0.2.1 192.0.2.9"; strings.Join(keys, " ") != want {
+		t.Fatalf("IP keys handed to the service: %v, want %s", keys, want)
+	}
+}
+
+// TestTrustedProxyHopsConfig: TRUSTED_PROXY_HOPS reaches the handler: behind
+// the proxy, each client is counted under its own X-Forwarded-For entry, and
+// a request without one is refused.
+func TestTrustedProxyHopsConfig(t *testing.T) {
+	s := apptest.New(t, map[string]string{"TRUSTED_PROXY_HOPS": "1", "IP_HOURLY_LIMIT": "1", "CAPTCHA_IP_THRESHOLD": "0"})
+	for i, xff := range []string{"192.0.2.1", "192.0.2.2", ""} {
+		want := 200
+		if xff == "" {
+			want = 500
+		}
+		body := fmt.Sprintf(`{"target":"ANY","email":"c%d@b.c"}`, i)
+		if st, _, b := s.Do(t, "POST", sendPath, "130.176.0.1", body, map[string]string{"x-forwarded-for": xff}); st != want {
+			t.Fatalf("X-Forwarded-For %q: %d %v, want %d", xff, st, b, want)
+		}
+	}
+	// The refusal logs no IP key.
+	if keys := logValues(t, s.Stdout.String(), "ip_key"); strings.Join(keys, " ") != "192.0.2.1 192.0.2.2 " {
+		t.Fatalf("logged IP keys %q, want each client's entry", keys)
 	}
 }
