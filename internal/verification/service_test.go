@@ -254,6 +254,26 @@ func TestSendRefusals(t *testing.T) {
 	}
 }
 
+// TestWithoutCaptchasEveryTokenIsInvalid: a service built without captchas
+// refuses any captcha token, even one its fixture's captchas would pass,
+// and stores and sends nothing for it; without a token the send goes on.
+func TestWithoutCaptchasEveryTokenIsInvalid(t *testing.T) {
+	f := newFixture(t, testLimits)
+	f.deps.Captcha = nil
+	f.rebuild()
+	req := emailSend("a@b.c", "ANY")
+	req.CaptchaToken = ptr("good")
+	if _, err := f.send(t, req); verification.KindOf(err) != verification.KindCaptchaInvalid {
+		t.Fatalf("got %v, want captcha_invalid", err)
+	}
+	if len(f.email.msgs) != 0 {
+		t.Fatal("sent with a refused token")
+	}
+	if _, err := f.send(t, emailSend("a@b.c", "ANY")); err != nil {
+		t.Fatalf("send without a token: %v", err)
+	}
+}
+
 func TestChannelDisabled(t *testing.T) {
 	f := newFixture(t, testLimits)
 	delete(f.deps.Senders, verification.SMS)
