@@ -238,6 +238,12 @@ func (t tokens) Issue(v verification.Verified, now time.Time) (string, error) {
 	return t.Issuer.Issue(token.Verified{Subject: v.Identity, Channel: string(v.Channel), Target: string(v.Target), IsUser: v.IsUser}, now)
 }
 
+// secretsClient is the Secrets Manager client of the keys and of the SMTP
+// URL, at the endpoint the options give, if any.
+func secretsClient(ac aws.Config, o Options) *secretsmanager.Client {
+	return secretsmanager.NewFromConfig(ac, func(c *secretsmanager.Options) { c.BaseEndpoint = o.endpoint("secretsmanager", c.BaseEndpoint) })
+}
+
 func (o Options) endpoint(service string, def *string) *string {
 	if e, ok := o.Endpoints[service]; ok {
 		return &e
@@ -287,7 +293,7 @@ func keyReader(cfg *config.Config, o Options, awsConfig func() (aws.Config, erro
 	if err != nil {
 		return nil, fmt.Errorf("aws config: %w", err)
 	}
-	sm := secretsmanager.NewFromConfig(ac, func(c *secretsmanager.Options) { c.BaseEndpoint = o.endpoint("secretsmanager", c.BaseEndpoint) })
+	sm := secretsClient(ac, o)
 	return func(ctx context.Context) (secrets.Keys, error) {
 		return secrets.FromSecretsManager(ctx, sm, cfg.KeysSecretARN)
 	}, nil

@@ -453,6 +453,32 @@ func TestSMTPThroughMailpit(t *testing.T) {
 	}
 }
 
+// TestSMTPURLFromSecretsManager: with SMTP_URL_SECRET_ARN the SMTP URL is
+// read from Secrets Manager, at the endpoint the options give (as the keys
+// are), and the mail goes through the server it names.
+func TestSMTPURLFromSecretsManager(t *testing.T) {
+	smtpAddr := testenv.Get(t, testenv.MailpitSMTP)
+	api := testenv.Get(t, testenv.MailpitAPI)
+	sm := &secretsManagerFake{secret: "smtp://" + smtpAddr}
+	srv := httptest.NewServer(sm)
+	t.Cleanup(srv.Close)
+	s := apptest.NewWith(t, with(noGate, "EMAIL_SENDER", "smtp", "EMAIL_FROM", "no-reply@example.com",
+		"SMTP_URL_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:smtp-AbCdEf"),
+		app.Options{AWSConfig: apptest.StaticAWS(), Endpoints: map[string]string{"secretsmanager": srv.URL}})
+	if n := sm.count(); n != 1 {
+		t.Fatalf("%d reads of the SMTP secret at start-up, want 1", n)
+	}
+	to := fmt.Sprintf("smtp-secret-%d@example.com", time.Now().UnixNano())
+	if st, _, b := s.Do(t, "POST", sendPath, "192.0.2.101", fmt.Sprintf(`{"target":"ANY","email":%q}`, to), nil); st != 200 {
+		t.Fatalf("send: %d %v", st, b)
+	}
+	var list struct{ Messages []struct{ ID string } }
+	getJSON(t, api+"/api/v1/search?query="+url.QueryEscape("to:"+to), &list)
+	if len(list.Messages) != 1 {
+		t.Fatalf("%d messages to %s in Mailpit", len(list.Messages), to)
+	}
+}
+
 func TestSMTPUnreachableIsSendFailedAndRetryable(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sesv2"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 
@@ -85,7 +84,7 @@ func buildSenders(ctx context.Context, cfg *config.Config, tmpl *notify.Template
 				if err != nil {
 					return nil, nil, fmt.Errorf("aws config: %w", err)
 				}
-				if url, err = secrets.String(ctx, secretsmanager.NewFromConfig(ac), cfg.SMTPURLSecretARN); err != nil {
+				if url, err = secrets.String(ctx, secretsClient(ac, o), cfg.SMTPURLSecretARN); err != nil {
 					return nil, nil, err
 				}
 			}
