@@ -79,7 +79,8 @@ type Handler struct {
 	now           func() time.Time
 }
 
-// Options are the handler's settings; the zero value of each is usable.
+// Options are the handler's settings. JWKS is required; each of the others
+// may be left zero.
 type Options struct {
 	// JWKS is the document served at /auth/v1/.well-known/jwks.json.
 	JWKS []byte
@@ -96,7 +97,7 @@ type Options struct {
 	// IP turns source IPs into IP keys.
 	IP ClientIP
 	// Log gets one line per request (default: slog.Default()); Metrics,
-	// when set, gets the request's metrics (Lambda only).
+	// when set, gets each request's metrics.
 	Log     *slog.Logger
 	Metrics *logging.Metrics
 	// Now is the clock (default: time.Now).
