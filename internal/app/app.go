@@ -157,8 +157,11 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 	// server's own, so its own pages can call it.
 	cors := httpapi.NewCORS(append(cfg.LocalOrigins(), cfg.CORSAllowedOrigins...))
 	ipKeys := httpapi.ClientIP{IPv6PrefixBits: cfg.IPv6PrefixBits, TrustedProxyHops: cfg.TrustedProxyHops}
+	// The breakers' memory and their log belong to the instance and hold no
+	// key: a rotation keeps them.
+	breakerLog, watch := logging.NewBreakerLog(log, metrics, o.Now), &verification.BreakerWatch{}
 	// build makes everything that holds a key; a rotation builds it again
-	// around the same store and senders.
+	// around the same store, senders and breaker watch.
 	build := func(keys secrets.Keys) (*httpapi.Handler, error) {
 		captchas, err := newCaptchas(cfg, o, store, keys, dev)
 		if err != nil {
@@ -178,7 +181,8 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 			Senders:     senders,
 			Captcha:     captchas,
 			Tokens:      issuer,
-			Breaker:     logging.NewBreakerLog(log, metrics, o.Now),
+			Breaker:     breakerLog,
+			Watch:       watch,
 		}, verification.Options{
 			Keys:     hkeys,
 			Phones:   phones,

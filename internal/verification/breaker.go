@@ -26,7 +26,11 @@ type BreakerObserver interface {
 // way back to healthy is not.
 const maxWatched = 10000
 
-// breakerWatch derives transitions from what each send learns: a breaker
+// BreakerWatch is one instance's memory of the breakers it saw tripped. It
+// belongs to the instance, not to a service built around one set of keys:
+// pass the same watch to every service an instance builds (Deps.Watch), so
+// a key rotation forgets no trip. It derives transitions from what each
+// send learns: a breaker
 // refusal carries the counts the store read (the old item of the failed
 // condition), and an accepted send without a captcha token proves its prefix
 // healthy, one with a token proves it not blocked. DynamoDB returns nothing
@@ -35,13 +39,13 @@ const maxWatched = 10000
 // each warm instance reports a transition once, so N instances may report
 // the same trip up to N times (docs/security-pumping.md). The zero value is
 // ready to use.
-type breakerWatch struct {
+type BreakerWatch struct {
 	mu      sync.Mutex
 	tripped map[string]BreakerState // prefixes not healthy, as last seen
 }
 
 // refused notes a breaker refusal of prefix read from counts.
-func (w *breakerWatch) refused(r *PrefixRefusal) (BreakerTransition, bool) {
+func (w *BreakerWatch) refused(r *PrefixRefusal) (BreakerTransition, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	from := w.tripped[r.Prefix] // Healthy when absent
@@ -59,7 +63,7 @@ func (w *breakerWatch) refused(r *PrefixRefusal) (BreakerTransition, bool) {
 
 // accepted notes an accepted send to prefix, with or without a captcha
 // token.
-func (w *breakerWatch) accepted(prefix string, captcha bool) (BreakerTransition, bool) {
+func (w *BreakerWatch) accepted(prefix string, captcha bool) (BreakerTransition, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	from, ok := w.tripped[prefix]

@@ -213,6 +213,40 @@ func TestPumpingThroughTheService(t *testing.T) {
 	}
 }
 
+// TestBreakerWatchOutlivesARebuild: a service built again around the same
+// watch (as a key rotation does) remembers the trip the first one saw, so
+// it reports the prefix's recovery and not the same trip again; one built
+// with a watch of its own forgets it.
+func TestBreakerWatchOutlivesARebuild(t *testing.T) {
+	p := verification.Pumping{PrefixLength: 7, UnverifiedLimit: 2, Window: time.Hour}
+	for _, shared := range []bool{true, false} {
+		f, breaker := pumpingFixture(t, p)
+		f.deps.Watch = &verification.BreakerWatch{}
+		f.rebuild()
+		for i, want := range []string{"ok", "ok", "captcha_required"} {
+			f.clock.advance(time.Second)
+			if _, err := f.send(t, smsSend(fmt.Sprintf("+861380013800%d", i), fmt.Sprintf("ip%d", i), false)); outcome(err) != want {
+				t.Fatalf("send %d: %v, want %s", i, err, want)
+			}
+		}
+		if !shared {
+			f.deps.Watch = nil
+		}
+		f.rebuild()
+		f.clock.advance(time.Hour) // the window cooled
+		if _, err := f.send(t, smsSend("+8613800138009", "ip9", false)); err != nil {
+			t.Fatal(err)
+		}
+		want := "8613800 healthy->suspect 2/2"
+		if shared {
+			want += ", 8613800 suspect->healthy"
+		}
+		if got := strings.Join(breaker.got, ", "); got != want {
+			t.Errorf("shared watch %v: transitions %q, want %q", shared, got, want)
+		}
+	}
+}
+
 func TestBudgetRefusalThroughTheService(t *testing.T) {
 	// A budget of 1 is one shard admitting one SMS per hour; email is not
 	// counted.

@@ -47,7 +47,7 @@ type Service struct {
 	tokenTTL    time.Duration
 	now         func() time.Time
 
-	watch breakerWatch
+	watch *BreakerWatch
 }
 
 // Deps are the ports the service works through.
@@ -62,8 +62,10 @@ type Deps struct {
 	// refused as captcha_invalid.
 	Captcha CaptchaTokens
 	Tokens  TokenIssuer
-	// Breaker, if set, hears of SMS pumping breaker transitions.
+	// Breaker, if set, hears of SMS pumping breaker transitions, which
+	// Watch derives (nil: the service keeps a watch of its own).
 	Breaker BreakerObserver
+	Watch   *BreakerWatch
 }
 
 // Options are the service's settings.
@@ -86,12 +88,15 @@ func New(d Deps, o Options) *Service {
 	if d.Breaker == nil {
 		d.Breaker = noBreaker{}
 	}
+	if d.Watch == nil {
+		d.Watch = &BreakerWatch{}
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	return &Service{
 		store: d.Store, idempotency: d.Idempotency, senders: d.Senders,
-		captcha: d.Captcha, tokens: d.Tokens, breaker: d.Breaker,
+		captcha: d.Captcha, tokens: d.Tokens, breaker: d.Breaker, watch: d.Watch,
 		keys: o.Keys, phones: o.Phones, limits: o.Limits, pumping: o.Pumping,
 		tokenTTL: o.TokenTTL, now: o.Now,
 	}
