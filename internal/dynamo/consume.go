@@ -165,17 +165,12 @@ func (s *Store) Consume(ctx context.Context, a verification.Attempt) (verificati
 // the old item of its failed update: rate_limit_exceeded until the oldest of
 // the last n events leaves the window.
 func (s *Store) budgetRefusal(r types.CancellationReason, n int, now time.Time) error {
-	cut := now.Add(-s.limits.IPWindow).UnixMilli()
-	if t := slotsOf(r.Item, ipSlot, n).Newest(n); t > cut {
-		return verification.RequestsLimited(ceilSeconds(time.Duration(t-cut) * time.Millisecond))
+	if w := slotsOf(r.Item, ipSlot, n).Wait(n, s.limits.IPWindow, now); w > 0 {
+		return verification.RequestsLimitedFor(w)
 	}
 	// The condition failed, yet the item breaks no rule: the clock moved
 	// across the boundary. A one-second wait settles it.
 	return verification.RequestsLimited(1)
-}
-
-func ceilSeconds(d time.Duration) int {
-	return max(1, int((d+time.Second-1)/time.Second))
 }
 
 // budgetItem is the update of the rolling per-IP budget e (budget) on the

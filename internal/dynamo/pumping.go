@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/verifykit/verifykit/internal/verification"
@@ -55,10 +56,8 @@ type pumpingExpr struct {
 
 	// A send's budget write, one condition per shard cap: the budget is
 	// split evenly, so shards admit either MaxShardCap or one fewer sends.
-	budgetUpdate           *string
-	budgetFull, budgetLess *string
-	budgetNames            map[string]string
-	budgetSlots            int
+	budgetFull, budgetLess expr
+	budgetSlots            int // 0: no budget
 
 	// names caches the breaker's attribute names of the latest bucket: they
 	// change every ten minutes, and building them (25 strings and a map) per
@@ -117,13 +116,13 @@ func (s *Store) preparePumping(p verification.Pumping) error {
 	for i := range n {
 		rm = append(rm, fmt.Sprintf("#uo%d", i), fmt.Sprintf("#xo%d", i))
 	}
-	e.prefixUpdate = ptr("SET " + strings.Join(set, ", ") + " REMOVE " + strings.Join(rm, ", "))
+	e.prefixUpdate = aws.String("SET " + strings.Join(set, ", ") + " REMOVE " + strings.Join(rm, ", "))
 	// #u0 and #x0 are the counts of the send's own bucket's window. The
 	// prefix is healthy below the limit or while verified codes outweigh
 	// the unverified ones; a missing window has no sends at all. A send with
 	// a captcha token passes a suspect prefix, not a blocked one: :lim is
 	// the limit without a token, 3 x the limit with one.
-	e.prefixCond = ptr("attribute_not_exists(#u0) OR #u0 < :lim OR #x0 <= :zero")
+	e.prefixCond = aws.String("attribute_not_exists(#u0) OR #u0 < :lim OR #x0 <= :zero")
 
 	if k := p.Shards(); k > 0 {
 		m := p.MaxShardCap()
@@ -133,21 +132,17 @@ func (s *Store) preparePumping(p verification.Pumping) error {
 		e.budgetSlots = m
 		// The rolling window of ip#: the slots shift by one and the newest
 		// is now (see shift).
-		e.budgetUpdate = ptr("SET " + shift(budgetSlot, m) + ", #ttl = :ttl")
-		names := newExpr(*e.budgetUpdate, "", "", nil).names
+		update := "SET " + shift(budgetSlot, m) + ", #ttl = :ttl"
 		// A shard of cap m admits the send when the oldest of its last m
 		// sends left the window; one of cap m-1 when the second oldest did.
-		e.budgetFull = ptr("attribute_not_exists(#b0) OR #b0 <= :cut")
-		e.budgetNames = names
+		e.budgetFull = newExpr(update, "attribute_not_exists(#b0) OR #b0 <= :cut", "", nil)
 		if m > 1 {
-			e.budgetLess = ptr("attribute_not_exists(#b1) OR #b1 <= :cut")
+			e.budgetLess = newExpr(update, "attribute_not_exists(#b1) OR #b1 <= :cut", "", nil)
 		}
 	}
 	s.pump = &e
 	return nil
 }
-
-func ptr(s string) *string { return &s }
 
 // breakerNames are the attribute names of a breaker write in bucket b.
 func breakerNames(b int64) map[string]string {
@@ -191,23 +186,18 @@ func (s *Store) appendPumping(items []types.TransactWriteItem, r verification.Re
 		items = append(items, s.updateItem(key(prefixPrefix+r.Prefix),
 			&expr{update: e.prefixUpdate, condition: e.prefixCond, names: e.namesOf(e.cfg.Bucket(r.Now))}, values))
 	}
-	if r.CountBudget && e.budgetUpdate != nil && r.BudgetShard >= 0 && r.BudgetShard < e.cfg.Shards() {
+	if r.CountBudget && e.budgetSlots > 0 && r.BudgetShard >= 0 && r.BudgetShard < e.cfg.Shards() {
 		now := r.Now.UnixMilli()
-		cond := e.budgetFull
+		b := &e.budgetFull
 		if e.cfg.ShardCap(r.BudgetShard) < e.budgetSlots {
-			cond = e.budgetLess
+			b = &e.budgetLess
 		}
-		values := map[string]types.AttributeValue{
+		at.budget = len(items)
+		items = append(items, s.updateItem(key(prefixBudget+strconv.Itoa(r.BudgetShard)), b, b.values(map[string]types.AttributeValue{
 			":now": num(now),
 			":cut": num(now - e.cfg.Window.Milliseconds()),
 			":ttl": num(ttlOf(r.Now.Add(e.cfg.Window))),
-		}
-		if e.budgetSlots > 1 { // DynamoDB refuses a value the expressions do not use
-			values[":zero"] = avZero
-		}
-		at.budget = len(items)
-		items = append(items, s.updateItem(key(prefixBudget+strconv.Itoa(r.BudgetShard)),
-			&expr{update: e.budgetUpdate, condition: cond, names: e.budgetNames}, values))
+		})))
 	}
 	return items, at
 }

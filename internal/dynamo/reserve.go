@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/verifykit/verifykit/internal/verification"
@@ -19,7 +18,7 @@ const tokenGrace = 5 * time.Minute
 
 // reserve is one send's transaction and where its items sit in it.
 type reserve struct {
-	in      *dynamodb.TransactWriteItemsInput
+	items   []types.TransactWriteItem
 	tokenAt int // index of the captcha token's Put, -1 without one
 	userAt  int // index of the users-table ConditionCheck, -1 for ANY
 
@@ -66,27 +65,14 @@ func (s *Store) Reserve(ctx context.Context, r verification.Reservation) (isUser
 
 // commit runs the transaction of tx and names its refusal.
 func (s *Store) commit(ctx context.Context, r verification.Reservation, tx reserve) error {
-	err := retryConflicts(ctx, func() error {
-		_, err := s.db.TransactWriteItems(ctx, tx.in)
-		return err
-	})
-	if err == nil {
-		return nil
-	}
-	var tce *types.TransactionCanceledException
-	if !errors.As(err, &tce) {
-		return storeError("reserve", err)
-	}
-	if err := canceledError("reserve", tce); err != nil {
+	reasons, err := s.transact(ctx, "reserve", tx.items...)
+	if err != nil || reasons == nil {
 		return err
 	}
-	if len(tce.CancellationReasons) != len(tx.in.TransactItems) {
-		return storeError("reserve: reasons do not match the items", err)
-	}
-	if err := idempotencyHit(r, tce.CancellationReasons); err != nil {
+	if err := idempotencyHit(r, reasons); err != nil {
 		return err // a held key answers before any refusal (idempotency.go)
 	}
-	return s.refuse(ctx, r, tx, tce.CancellationReasons)
+	return s.refuse(ctx, r, tx, reasons)
 }
 
 // prepareReserve writes the expressions of a send and of a release.
@@ -97,12 +83,10 @@ func (s *Store) prepareReserve() {
 	// left the window. Without a captcha token, the gate also asks that the
 	// CaptchaIPGate-th newest send left it (else the send looks abnormal).
 	// The update with the budget alone is also what refuse spends.
-	ipUpdate := "SET " + shift(ipSlot, l.IPCap) + ", #ttl = :ttl\n"
-	ipBudget := olderThan(ipSlot, 0, ":ip_cut")
-	s.ip = newExpr(ipUpdate, ipBudget, "", nil)
+	s.ip = budget(l.IPCap)
 	s.ipGated = s.ip
 	if g := l.CaptchaIPGate; g > 0 && g <= l.IPCap {
-		s.ipGated = newExpr(ipUpdate, and(ipBudget, olderThan(ipSlot, l.IPCap-g, ":ip_cut")), "", nil)
+		s.ipGated = newExpr(*s.ip.update, and(*s.ip.condition, olderThan(ipSlot, l.IPCap-g, ":ip_cut")), "", nil)
 	}
 
 	// The target's cooldown (its newest send is at least Cooldown old) and
@@ -198,7 +182,7 @@ func (s *Store) reserveTx(r verification.Reservation) reserve {
 	}
 	items, tx.pump = s.appendPumping(items, r)
 	items = s.appendIdempotency(items, r) // last: idempotency.go
-	tx.in = &dynamodb.TransactWriteItemsInput{TransactItems: items}
+	tx.items = items
 	return tx
 }
 
@@ -245,7 +229,7 @@ func (s *Store) refuse(ctx context.Context, r verification.Reservation, tx reser
 	if !captchaGiven {
 		ipExpr = &s.ipGated
 	}
-	spend := tx.in.TransactItems[ipAt].Update.ExpressionAttributeValues
+	spend := tx.items[ipAt].Update.ExpressionAttributeValues
 	var ccf *types.ConditionalCheckFailedException
 	_, err := s.update(ctx, key(prefixIP+r.IP), ipExpr, spend, types.ReturnValueNone)
 	switch {

@@ -2,6 +2,7 @@ package dynamo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 type fakeDB struct {
 	txErr     error
 	updateErr error
+	getErr    error
 	calls     []string
 	// lookups counts GetItem apart from calls: an ANY send's user lookup
 	// runs beside its transaction, in no fixed order with it.
@@ -44,7 +46,7 @@ func (f *fakeDB) PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynam
 
 func (f *fakeDB) GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
 	f.lookups.Add(1)
-	return &dynamodb.GetItemOutput{}, nil
+	return &dynamodb.GetItemOutput{}, f.getErr
 }
 
 func reason(code string, item map[string]types.AttributeValue) types.CancellationReason {
@@ -57,6 +59,35 @@ func slotItem(prefix string, times ...time.Time) map[string]types.AttributeValue
 		item[prefix+strconv.Itoa(i)] = num(t.UnixMilli())
 	}
 	return item
+}
+
+// TestAcceptedSendWithAFailedLookup: an ANY send whose transaction committed
+// but whose user lookup failed answers ErrUserLookup, so the service gives
+// the reservation back; a refused send's refusal wins over the lookup's
+// failure.
+func TestAcceptedSendWithAFailedLookup(t *testing.T) {
+	now := time.Date(2099, 1, 1, 12, 0, 0, 0, time.UTC)
+	r := verification.Reservation{Handle: "h", IP: "ip1", Nonce: "n", Identity: "a", Now: now, ExpiresAt: now.Add(time.Minute)}
+	for _, tc := range []struct {
+		name  string
+		txErr error
+		want  func(error) bool
+	}{
+		{"committed", nil, func(err error) bool { return errors.Is(err, verification.ErrUserLookup) }},
+		{"refused", &types.TransactionCanceledException{CancellationReasons: []types.CancellationReason{reason("None", nil), reason("ConditionalCheckFailed", slotItem("h", now.Add(-time.Second), now.Add(-time.Second)))}},
+			func(err error) bool { return verification.KindOf(err) == verification.KindRateLimitExceeded }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := &fakeDB{txErr: tc.txErr, getErr: errors.New("throttled")}
+			s, err := New(db, Options{Table: "codes", UsersTable: "users", Limits: smallLimits})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if isUser, err := s.Reserve(t.Context(), r); !tc.want(err) || isUser {
+				t.Errorf("got %v (is_user %v)", err, isUser)
+			}
+		})
+	}
 }
 
 func TestRefusalEdges(t *testing.T) {

@@ -49,8 +49,8 @@ type Client interface {
 	GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
 }
 
-// Attribute names of the items (the expressions refer to them through
-// ExpressionAttributeNames, never spelled out).
+// Attribute names of the items, as the code that writes and reads items
+// spells them (the expressions name them as #placeholders).
 const (
 	attrPK         = "pk"
 	attrIdentity   = "identity" // also the users table's key
@@ -62,7 +62,6 @@ const (
 	attrAttempts   = "attempts"
 	attrExpiresAt  = "expires_at"
 	attrUsedAt     = "used_at"
-	attrUses       = "uses"
 	attrTTL        = "ttl" // Unix seconds; the table's TTL attribute
 
 	targetSlot = "d" // d0..d{N-1}

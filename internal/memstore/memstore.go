@@ -122,7 +122,7 @@ func (s *Store) Reserve(_ context.Context, r verification.Reservation) (isUser b
 	tok := s.tokens[r.CaptchaID]
 	captchaUsed := tok != nil && tok.n >= s.limits.CaptchaTokenUses
 	j := s.limits.Judge(ip, t.slots, r.Now)
-	if err, spendIP := j.Refusal(r.CaptchaID != "", r.CaptchaID != "" && captchaUsed, userRefusal); err != nil {
+	if err, spendIP := j.Refusal(r.CaptchaID != "", captchaUsed, userRefusal); err != nil {
 		if spendIP {
 			ip.Push(r.Now.UnixMilli())
 			s.ips[r.IP] = ip
@@ -204,17 +204,12 @@ func spendWindow(windows map[string]verification.Slots, key string, n int, windo
 	if r == nil {
 		r = make(verification.Slots, n)
 	}
-	cut := now.Add(-window).UnixMilli()
-	if t := r.Newest(n); t > cut {
-		return verification.RequestsLimited(ceilSeconds(time.Duration(t-cut) * time.Millisecond))
+	if w := r.Wait(n, window, now); w > 0 {
+		return verification.RequestsLimitedFor(w)
 	}
 	r.Push(now.UnixMilli())
 	windows[key] = r
 	return nil
-}
-
-func ceilSeconds(d time.Duration) int {
-	return max(1, int((d+time.Second-1)/time.Second))
 }
 
 // PutChallenge stores a new captcha challenge, spending one of its IP key's

@@ -3,6 +3,7 @@ package storetest
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -124,7 +125,7 @@ func runPumping(t *testing.T, newStore NewFunc) {
 		for n := 5; n < 27; n++ {
 			got = append(got, Outcome(reserve(t.Context(), st.Codes, b.new(prefixA, n, "", at(time.Minute)))))
 		}
-		want := slicesRepeat(ok, 21)
+		want := slices.Repeat([]string{ok}, 21)
 		want = append(want, destBlocked)
 		if strings.Join(got, " ") != strings.Join(want, " ") {
 			t.Errorf("outcomes\n got %v\nwant %v", got, want)
@@ -221,12 +222,4 @@ func runPumping(t *testing.T, newStore NewFunc) {
 			t.Errorf("%d sends accepted, want exactly the limit 3", accepted)
 		}
 	})
-}
-
-func slicesRepeat(s string, n int) []string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = s
-	}
-	return out
 }

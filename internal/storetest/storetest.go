@@ -1029,8 +1029,9 @@ func runBudgets(t *testing.T, newStore NewFunc) {
 			{from(rb, "wrong", "v1", 4*s), rate(3600 - 3)},
 			{from(rb, right(rb), "v1", 4*s), rate(3600 - 3)},
 			{from(rb, "wrong", "v2", 5*s), wrong(3)}, // another IP key has its own
-			// A dead code is refused as such, spending nothing.
-			{from(rb, right(rb), "v2", r(ra.ExpiresAt.Add(s))), expired},
+			// A dead code is refused as such, before the spent budget of v1,
+			// and spends nothing (the rolling verify below would see it).
+			{from(rb, right(rb), "v1", r(ra.ExpiresAt.Add(s))), expired},
 			{from(rc, right(rc), "v1", s+h-s/2), rate(1)},
 			{from(rc, right(rc), "v1", s+h), ok}, // rolling: the 00:00:01 verify left
 		} {

@@ -196,6 +196,12 @@ func RequestsLimited(retryAfter int) *Error {
 	return e
 }
 
+// RequestsLimitedFor is RequestsLimited with the wait as a duration,
+// rounded up to whole seconds.
+func RequestsLimitedFor(wait time.Duration) *Error {
+	return RequestsLimited(ceilSeconds(wait))
+}
+
 // TooManyAttempts is the too_many_attempts refusal of a code sent at sentAt:
 // the code is dead, and RetryAfter says when the target's cooldown lets a
 // new code be sent (at least 1 s), so every 429 carries its wait.

@@ -155,9 +155,8 @@ func (s *Service) RememberAnswer(ctx context.Context, t *IdempotencyTicket, a An
 	if t == nil || a.Status >= 500 {
 		return nil
 	}
-	if s.idempotency == nil {
-		return errors.New("idempotency: no store")
-	}
+	// A ticket exists only for a send that Send let through with its key,
+	// which it does only with an idempotency store.
 	return s.idempotency.RememberAnswer(ctx, IdempotencyRecord{IdempotentSend: t.send, Claimed: t.claimed, Answer: a})
 }
 

@@ -51,6 +51,17 @@ func (s Slots) Pop() {
 	s[0] = 0
 }
 
+// Wait is how long until the oldest of the last n events leaves a window of
+// the given length at now, letting one more event in; zero when there is
+// room already.
+func (s Slots) Wait(n int, window time.Duration, now time.Time) time.Duration {
+	cut := now.UnixMilli() - window.Milliseconds()
+	if t := s.Newest(n); t > cut {
+		return time.Duration(t-cut) * time.Millisecond
+	}
+	return 0
+}
+
 // Newest is the time of the k-th most recent event (k from 1), 0 if none.
 func (s Slots) Newest(k int) int64 {
 	if k < 1 || k > len(s) {
@@ -74,19 +85,16 @@ func (l Limits) Judge(ip, target Slots, now time.Time) Judgement {
 	ms := now.UnixMilli()
 	ipCut := ms - l.IPWindow.Milliseconds()
 	dayCut := ms - l.TargetWindow.Milliseconds()
-	if t := ip.Newest(l.IPCap); t > ipCut {
-		j.IPSpent = true
-		j.IPRetry = time.Duration(t-ipCut) * time.Millisecond
+	if w := ip.Wait(l.IPCap, l.IPWindow, now); w > 0 {
+		j.IPSpent, j.IPRetry = true, w
 	}
 	if t := target.Newest(1); t > ms-l.Cooldown.Milliseconds() {
 		j.TargetLimited = true
 		j.TargetRetry = time.Duration(t+l.Cooldown.Milliseconds()-ms) * time.Millisecond
 	}
-	if t := target.Newest(l.TargetCap); t > dayCut {
+	if w := target.Wait(l.TargetCap, l.TargetWindow, now); w > 0 {
 		j.TargetLimited = true
-		if r := time.Duration(t-dayCut) * time.Millisecond; r > j.TargetRetry {
-			j.TargetRetry = r
-		}
+		j.TargetRetry = max(j.TargetRetry, w)
 	}
 	if l.CaptchaIPGate > 0 && ip.Newest(l.CaptchaIPGate) > ipCut {
 		j.Abnormal = true
@@ -98,8 +106,8 @@ func (l Limits) Judge(ip, target Slots, now time.Time) Judgement {
 }
 
 // Refusal turns a judgement and the outcome of the captcha and user checks
-// into the one refusal the order of precedence says wins, or nil (the README's
-// "Which refusal wins"). captchaGiven says a valid-looking captcha token came
+// into the one refusal the order of precedence says wins, or nil (the
+// README's "When several refusals apply"). captchaGiven says a valid-looking captcha token came
 // with the send; captchaUsed that its uses are already spent. userRefusal is ErrUserNotFound, ErrUserExists or nil.
 // spendIP reports whether the refusal still spends the IP's budget.
 func (j Judgement) Refusal(captchaGiven, captchaUsed bool, userRefusal error) (err error, spendIP bool) {

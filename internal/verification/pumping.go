@@ -211,10 +211,8 @@ type PumpingJudgement struct {
 // JudgeBudget fills in the budget part of j from the slots of the budget
 // shard the send drew (its Slots), shard i.
 func (p Pumping) JudgeBudget(j *PumpingJudgement, shard Slots, i int, now time.Time) {
-	cut := now.UnixMilli() - p.Window.Milliseconds()
-	if t := shard.Newest(p.ShardCap(i)); t > cut {
-		j.BudgetSpent = true
-		j.BudgetRetry = time.Duration(t-cut) * time.Millisecond
+	if w := shard.Wait(p.ShardCap(i), p.Window, now); w > 0 {
+		j.BudgetSpent, j.BudgetRetry = true, w
 	}
 }
 
