@@ -114,14 +114,11 @@ func call(t *testing.T, h *httpapi.Handler, method, path, ip, body string, heade
 		header = map[string]string{}
 	}
 	resp := h.Serve(context.Background(), &httpapi.Request{Method: method, Path: path, Header: header, Query: query, Body: []byte(body), SourceIP: ip, RequestID: "req-1"})
-	target := path
-	if len(query) > 0 {
-		q := url.Values{}
-		for k, v := range query {
-			q.Set(k, v)
-		}
-		target += "?" + q.Encode()
+	q := url.Values{}
+	for k, v := range query {
+		q.Set(k, v)
 	}
+	target := openapitest.Target(path, q)
 	openapitest.Require(t, openapitest.Exchange{
 		Method: method, Target: target, RequestHeader: header, RequestBody: []byte(body),
 		Status: resp.Status, ResponseHeader: resp.Header, ResponseBody: resp.Body,

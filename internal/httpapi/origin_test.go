@@ -52,6 +52,8 @@ func TestOriginRule(t *testing.T) {
 		{"wrong method", app, "GET", sendPath, ptr("https://evil.example"), ``, 403, "origin_not_allowed"},
 		{"preflight", app, "OPTIONS", sendPath, ptr("https://evil.example"), ``, 403, "origin_not_allowed"},
 		{"JWKS is public", app, "GET", "/auth/v1/.well-known/jwks.json", ptr("https://evil.example"), ``, 200, ""},
+		{"the OpenAPI document is public", app, "GET", "/auth/v1/openapi.json", ptr("https://evil.example"), ``, 200, ""},
+		{"JWKS path, other method", app, "POST", "/auth/v1/.well-known/jwks.json", ptr("https://evil.example"), `{}`, 403, "origin_not_allowed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
