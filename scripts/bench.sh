@@ -118,12 +118,14 @@ load_run() { # label, server cpu list ("" = any), load generator cpu list
     [ $waited -lt 200 ] || { echo "server did not start:"; cat "$OUT/server-$label.err"; exit 1; }
   done
   local pid; pid=$(cat "$OUT/server.pid")
+  trap "kill $pid 2>/dev/null || true" EXIT # stopped even if the load generator fails
   local idle; idle=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
   echo "[$label] server pid $pid ${pin_s:-unpinned}, load generator ${pin_l:-unpinned}; server RSS at start ${idle} kB"
   $pin_l "$OUT/loadgen" -url "http://127.0.0.1:$port/auth/v1/verification" -c "$LOAD_CONNS" -d "$LOAD_DURATION"
   echo "[$label] server peak RSS (VmHWM): $(awk '/VmHWM/ {print $2, $3}' "/proc/$pid/status")"
   kill "$pid"
   wait "$pid" 2>/dev/null || true
+  trap - EXIT
 }
 # One core each, both ways round (on a shared VM the two vCPUs are not
 # equally fast at any one time, and which one is faster changes), then
@@ -135,8 +137,6 @@ load_run() { # label, server cpu list ("" = any), load generator cpu list
 } 2>&1 | tee "$OUT/load.txt"
 
 step "2. DynamoDB round trips per request (DynamoDB Local)"
-# The SDK warns about DynamoDB Local's error answers (a failed condition);
-# the errors themselves are right, the warning is noise.
 go test -count=1 -run '^TestRoundTrips$' -v ./internal/app 2>&1 | tee "$OUT/roundtrips.txt"
 
 step "3. distance from the floor (DynamoDB Local, $BENCH_FLOOR_SAMPLES samples each)"

@@ -5,11 +5,6 @@ package main
 import (
 	"bytes"
 	"cmp"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -61,8 +56,6 @@ func TestColdStart(t *testing.T) {
 	}
 
 	_, tables := dynamotest.StartTables(t, ddb)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalECPrivateKey(key)
 	// What a Lambda instance's environment holds (the runtime adds its own
 	// AWS_LAMBDA_* variables), with the secrets given literally: in AWS they
 	// come from Secrets Manager, a call the emulator cannot stand in for.
@@ -80,7 +73,7 @@ func TestColdStart(t *testing.T) {
 		"USERS_TABLE=" + tables["UsersTable"],
 		"EMAIL_FROM=no-reply@example.com",
 		"HMAC_KEY=cmllLXRlc3QtaG1hYy1rZXktcmllLXRlc3QtaG1hYy1rZXk=",
-		"SIGNING_KEY=" + string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})),
+		"SIGNING_KEY=" + apptest.SigningKeyPEM(t),
 	}
 
 	var inits, reported []float64

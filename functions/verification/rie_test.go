@@ -3,12 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -190,8 +185,6 @@ func startFunction(t *testing.T, rie, bootstrap, ddb, ses, sns string, extra ...
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalECPrivateKey(key)
 	env := []string{
 		"PATH=" + os.Getenv("PATH"),
 		"AWS_REGION=us-east-1",
@@ -206,7 +199,7 @@ func startFunction(t *testing.T, rie, bootstrap, ddb, ses, sns string, extra ...
 		"USERS_TABLE=" + tables["UsersTable"],
 		"EMAIL_FROM=no-reply@example.com",
 		"HMAC_KEY=cmllLXRlc3QtaG1hYy1rZXktcmllLXRlc3QtaG1hYy1rZXk=",
-		"SIGNING_KEY=" + string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})),
+		"SIGNING_KEY=" + apptest.SigningKeyPEM(t),
 	}
 	env = withEnv(env, extra...)
 	f := &function{}

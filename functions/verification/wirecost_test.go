@@ -2,12 +2,7 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"net/http"
@@ -33,9 +28,9 @@ import (
 // and divides it by the requests. It measures the same binary as a local
 // HTTP server and as the Lambda function under the runtime emulator (one
 // invoke at a time, per invoke), and for each fresh emulator start the time
-// from the emulator's exec to the first successful send (and the INIT phase,
-// when the emulator reports one: with AWS_LAMBDA_FUNCTION_MEMORY_SIZE set it
-// did not here; TestColdStart measures it).
+// from the emulator's exec to the first successful send (the INIT phase is
+// TestColdStart's: with AWS_LAMBDA_FUNCTION_MEMORY_SIZE set, the emulator
+// does not report it here).
 //
 // Several binaries (BENCH_BINARIES="before=PATH,after=PATH", each built with
 // the Lambda flags for this machine) are measured in interleaved rounds
@@ -83,8 +78,6 @@ func TestWireCost(t *testing.T) {
 	}
 
 	_, tables := dynamotest.StartTables(t, ddb)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalECPrivateKey(key)
 	sns := freePort(t)
 	env := []string{
 		"PATH=" + os.Getenv("PATH"),
@@ -109,7 +102,7 @@ func TestWireCost(t *testing.T) {
 		"PUMPING_UNVERIFIED_LIMIT=1000000",
 		"LOG_LEVEL=warn",
 		"HMAC_KEY=cmllLXRlc3QtaG1hYy1rZXktcmllLXRlc3QtaG1hYy1rZXk=",
-		"SIGNING_KEY=" + string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})),
+		"SIGNING_KEY=" + apptest.SigningKeyPEM(t),
 	}
 	// What Lambda gives an instance of the template's size; the function
 	// derives its GC settings from it.
@@ -167,10 +160,6 @@ func TestWireCost(t *testing.T) {
 			f := startEmulator(t, rie, b.path, lambdaEnv)
 			addFigure("Lambda: exec to first successful send, ms")
 			add(b.name, "Lambda: exec to first successful send, ms", f.firstSend)
-			if ms, ok := initPhaseOf(f.out.String()); ok {
-				addFigure("Lambda: INIT phase, ms")
-				add(b.name, "Lambda: INIT phase, ms", ms)
-			}
 			pid = strconv.Itoa(f.bootstrapPID(t, b.path))
 			record(b.name, "Lambda, send (email)", runLoadgen(t, loadgen, "-rie", "-url", f.url, "-pid", pid, "-d", lambdaDuration))
 			record(b.name, "Lambda, verify", runLoadgen(t, loadgen, "-rie", "-url", f.url, "-pid", pid, "-mode", "verify", "-n", strconv.Itoa(verifies), "-sns", sns))
@@ -343,10 +332,6 @@ func startEmulator(t *testing.T, rie, bootstrap string, env []string) *emulator 
 			t.Fatalf("emulator did not answer: %v\n%s", err, e.out.String())
 		}
 		time.Sleep(time.Millisecond)
-	}
-	// The emulator prints its INIT REPORT as the first invoke ends.
-	for i := 0; i < 200 && !initPhaseRE.MatchString(e.out.String()); i++ {
-		time.Sleep(10 * time.Millisecond)
 	}
 	return e
 }

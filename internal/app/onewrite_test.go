@@ -45,11 +45,7 @@ func TestOneWritePerRequest(t *testing.T) {
 		}
 	})
 	endpoints, _ := instantAWS(t)
-	s := apptest.NewWith(t, map[string]string{
-		"VERIFICATION_TABLE": "verification", "USERS_TABLE": "users",
-		"EMAIL_SENDER": "ses", "EMAIL_FROM": "no-reply@example.com", "SMS_SENDER": "sns",
-		"IP_HOURLY_LIMIT": "100", "CAPTCHA_IP_THRESHOLD": "0", "CAPTCHA_TARGET_THRESHOLD": "0",
-	}, app.Options{AWSConfig: cfg, Endpoints: endpoints})
+	s := apptest.NewWith(t, instantEnv(), app.Options{AWSConfig: cfg, Endpoints: endpoints})
 
 	tests := []struct {
 		name, body string

@@ -16,14 +16,6 @@ import (
 	"github.com/verifykit/verifykit/internal/httpapi"
 )
 
-// dynamoBenchApp builds the service on DynamoDB Local (tables from
-// template.yaml, the outbox sender so that tests can read the codes); the
-// given users exist, and opts go to the app's DynamoDB client.
-func dynamoBenchApp(t *testing.T, users []string, opts ...func(*dynamodb.Options)) *app.App {
-	t.Helper()
-	return apptest.NewDynamo(t, nil, users, app.Options{DynamoOptions: opts}).App
-}
-
 // serve runs one request through the handler from ip.
 func benchServe(ctx context.Context, a *app.App, path, ip, body string) httpapi.Response {
 	return a.Handler.Serve(ctx, &httpapi.Request{
