@@ -14,16 +14,18 @@ import (
 
 // TestClientModule runs the client module's own tests (web/test, Node's test
 // runner) against the real local server binary: one server with the captcha
-// gate off, one that asks for a captcha from an IP's second send.
+// gate off, one that asks for a captcha from an IP's second send, and one
+// like it whose captcha tokens serve one send each.
 func TestClientModule(t *testing.T) {
 	node := lookPath(t, "node")
 	bin := buildServer(t)
 	plain := startServer(t, bin, map[string]string{"CAPTCHA_IP_THRESHOLD": "0", "CAPTCHA_TARGET_THRESHOLD": "0"})
 	gated := startServer(t, bin, map[string]string{"CAPTCHA_IP_THRESHOLD": "1", "CAPTCHA_TARGET_THRESHOLD": "0"})
+	oneUse := startServer(t, bin, map[string]string{"CAPTCHA_IP_THRESHOLD": "1", "CAPTCHA_TARGET_THRESHOLD": "0", "CAPTCHA_TOKEN_USES": "1"})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=spec", "test/")
-	cmd.Env = append(os.Environ(), "VERIFYKIT_URL="+plain, "VERIFYKIT_CAPTCHA_URL="+gated, "NO_COLOR=1")
+	cmd.Env = append(os.Environ(), "VERIFYKIT_URL="+plain, "VERIFYKIT_CAPTCHA_URL="+gated, "VERIFYKIT_ONE_USE_URL="+oneUse, "NO_COLOR=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("node --test: %v\n%s", err, out)

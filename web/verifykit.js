@@ -121,9 +121,10 @@ export function createClient(options = {}) {
       const key = keyOf(body);
       let solved = false;
       for (;;) {
-        const hadToken = !!captchaHeader()['x-captcha-token'];
+        const header = captchaHeader();
+        const hadToken = 'x-captcha-token' in header;
         try {
-          const res = await call(SEND, body, captchaHeader());
+          const res = await call(SEND, body, header);
           resendAt.set(key, now() + cooldown * 1000);
           return res;
         } catch (e) {

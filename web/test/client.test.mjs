@@ -8,6 +8,9 @@ import { createClient, decodeToken, readOTP, VerifykitError } from '../verifykit
 
 const base = process.env.VERIFYKIT_URL;
 const gated = process.env.VERIFYKIT_CAPTCHA_URL;
+// oneUse asks for a captcha from an IP's second send, and a captcha token
+// serves one send (CAPTCHA_TOKEN_USES=1).
+const oneUse = process.env.VERIFYKIT_ONE_USE_URL;
 if (!base || !gated) throw new Error('run through `go test ./web` (VERIFYKIT_URL and VERIFYKIT_CAPTCHA_URL)');
 
 async function outbox(url) {
@@ -144,14 +147,41 @@ test('captcha_required: the image goes to the page, a wrong answer asks again, t
   assert.equal(challenges[1].error.error, 'invalid_captcha');
   const solved = calls.at(-1);
   assert.ok(solved.token, 'the retry carried no x-captcha-token');
-  // The next send goes first with the cached token. Where the service lets
-  // a token serve several sends (CAPTCHA_TOKEN_USES), no new image is
-  // needed; where it answers captcha_invalid, the client solves a new one.
+  // The next send goes first with the cached token, which this server lets
+  // serve several sends (CAPTCHA_TOKEN_USES, default 5): no new image.
   const before = calls.length;
   await c.send({ phone_number: '+8613800138002' });
   const next = calls[before];
   assert.equal(next.token, solved.token, 'the next send did not reuse the cached token');
-  assert.equal(challenges.length, next.error === 'captcha_invalid' ? 4 : 2);
+  assert.equal(next.error, undefined);
+  assert.equal(challenges.length, 2);
+});
+
+test('captcha_invalid on a spent cached token: the client solves a new image and sends again', async () => {
+  const challenges = [];
+  const calls = [];
+  const c = createClient({
+    baseURL: oneUse,
+    async fetch(url, init) {
+      const res = await fetch(url, init);
+      const body = await res.clone().json().catch(() => ({}));
+      calls.push({ url, token: init.headers['x-captcha-token'], error: body.error });
+      return res;
+    },
+    onCaptcha: (ch) => { challenges.push(ch); return answerOf(oneUse, ch.token); },
+  });
+  await c.send({ email: 'one@example.com' });
+  await c.send({ email: 'two@example.com' }); // gated: one image, its token spent by this send
+  assert.equal(challenges.length, 1);
+  const spent = calls.at(-1).token;
+  const before = calls.length;
+  const sent = await c.send({ email: 'three@example.com' });
+  assert.ok(sent.verification_id);
+  assert.equal(calls[before].token, spent, 'the send did not go first with the cached token');
+  assert.equal(calls[before].error, 'captcha_invalid');
+  assert.equal(challenges.length, 2, 'no new image after captcha_invalid');
+  assert.notEqual(calls.at(-1).token, spent);
+  assert.equal(calls.at(-1).error, undefined);
 });
 
 test('captcha_required: a page that gives up gets the refusal', async () => {
