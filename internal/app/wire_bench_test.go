@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,8 +9,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -172,40 +176,100 @@ func BenchmarkWireVerify(b *testing.B) {
 }
 
 // instantAWS answers every DynamoDB call with an empty success, SES's
-// SendEmail with a message id and SNS's Publish as SNS does, at once and in
-// this process: what is left of a send's cost is the service's and the AWS
-// SDK's own work (middleware, endpoint, signing, serialising, the HTTP
-// client), plus the fakes' own HTTP serving, which getrusage counts with
-// it, without a stand-in's noise. It is where the SDK client options are
-// profiled and compared (`make bench` keeps its profile).
+// SendEmail with a message id and SNS's Publish as SNS does, at once and
+// from another process (this test binary again, running
+// TestInstantAWSHelper): what is left of a send's cost in this process's
+// getrusage is the service's and the AWS SDK's own work (middleware,
+// endpoint, signing, serialising, the HTTP client), without a stand-in's
+// noise and without the fakes' own serving. It is where the SDK client
+// options are profiled and compared (`make bench` keeps its profile).
 //
 // The returned func is the number of connections the fakes accepted: with
 // keep-alive working, a handful, whatever the number of sends.
-func instantAWS(b testing.TB) (map[string]string, func() int64) {
-	b.Helper()
-	ddb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
-		_, _ = io.WriteString(w, "{}") // no X-Amz-Crc32: the client does not check it
-	}))
-	ses := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"MessageId":"m-1"}`)
-	}))
-	sns := httptest.NewServer(newSNSCapture())
+func instantAWS(tb testing.TB) (map[string]string, func() int64) {
+	tb.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestInstantAWSHelper$")
+	cmd.Env = append(os.Environ(), instantAWSEnv+"=1")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	var urls map[string]string
+	if err := json.NewDecoder(out).Decode(&urls); err != nil {
+		tb.Fatalf("instant AWS fakes: %v", err)
+	}
+	control := urls["control"]
+	delete(urls, "control")
+	conns := func() int64 {
+		resp, err := http.Get(control)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var n int64
+		if err := json.NewDecoder(resp.Body).Decode(&n); err != nil {
+			tb.Fatal(err)
+		}
+		return n
+	}
+	return urls, conns
+}
+
+const instantAWSEnv = "VERIFYKIT_INSTANT_AWS"
+
+// TestInstantAWSHelper is not a test but the process that serves
+// instantAWS's fakes: it prints their URLs as one JSON line and serves
+// until it is killed. Run without instantAWS, it skips.
+func TestInstantAWSHelper(t *testing.T) {
+	if os.Getenv(instantAWSEnv) != "1" {
+		t.Skip("the instant AWS fakes' process, started by instantAWS")
+	}
 	var conns atomic.Int64
-	for _, srv := range []*httptest.Server{ddb, ses, sns} {
-		srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-			if st == http.StateNew {
-				conns.Add(1)
+	handlers := map[string]http.Handler{
+		"dynamodb": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+			_, _ = io.WriteString(w, "{}") // no X-Amz-Crc32: the client does not check it
+		}),
+		"sesv2": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(w, `{"MessageId":"m-1"}`)
+		}),
+		"sns": newSNSCapture(),
+		"control": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_ = json.NewEncoder(w).Encode(conns.Load())
+		}),
+	}
+	urls := map[string]string{}
+	for name, h := range handlers {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: h}
+		if name != "control" {
+			srv.ConnState = func(_ net.Conn, st http.ConnState) {
+				if st == http.StateNew {
+					conns.Add(1)
+				}
 			}
 		}
+		go func() { _ = srv.Serve(l) }()
+		urls[name] = "http://" + l.Addr().String()
 	}
-	b.Cleanup(ddb.Close)
-	b.Cleanup(ses.Close)
-	b.Cleanup(sns.Close)
-	return map[string]string{"dynamodb": ddb.URL, "sesv2": ses.URL, "sns": sns.URL}, conns.Load
+	if err := json.NewEncoder(os.Stdout).Encode(urls); err != nil {
+		t.Fatal(err)
+	}
+	select {}
 }
 
 // BenchmarkInstantSendEmail is an accepted email send through the DynamoDB
@@ -215,4 +279,95 @@ func BenchmarkInstantSendEmail(b *testing.B) {
 	s := apptest.NewWith(b, instantEnv(), app.Options{AWSConfig: apptest.StaticAWS(), Endpoints: endpoints})
 	serveTimed(b, s, benchSendRequests(b.N, benchEmailBody))
 	b.ReportMetric(float64(conns())/float64(b.N), "dials/op")
+}
+
+// BenchmarkInstantFloor is the floor under BenchmarkInstantSendEmail: the
+// same three requests, byte for byte as the SDK made them for one send,
+// sent again by a plain net/http client (the service's transport settings)
+// to the same out-of-process fakes, the transaction beside the user lookup
+// and then the email, as a send does. No SDK, no service: what the HTTP
+// client, the kernel and the Go runtime cost on this host for a send's
+// calls, which no client of these APIs can go below.
+func BenchmarkInstantFloor(b *testing.B) {
+	endpoints, _ := instantAWS(b)
+	rec := &recordingClient{c: http.DefaultClient}
+	cfg := apptest.StaticAWS()
+	cfg.HTTPClient = rec
+	s := apptest.NewWith(b, instantEnv(), app.Options{AWSConfig: cfg, Endpoints: endpoints})
+	if resp := s.Handler.Serve(context.Background(), benchSendRequests(1, benchEmailBody)[0]); resp.Status != 200 {
+		b.Fatalf("send: %d %s", resp.Status, resp.Body)
+	}
+	var txn, lookup, email *recorded
+	for i, r := range rec.reqs {
+		switch target := r.header.Get("X-Amz-Target"); {
+		case target == "DynamoDB_20120810.TransactWriteItems":
+			txn = &rec.reqs[i]
+		case target == "DynamoDB_20120810.GetItem":
+			lookup = &rec.reqs[i]
+		case strings.HasSuffix(r.url, "/v2/email/outbound-emails"):
+			email = &rec.reqs[i]
+		}
+	}
+	if len(rec.reqs) != 3 || txn == nil || lookup == nil || email == nil {
+		b.Fatalf("a send made %d calls, want TransactWriteItems, GetItem and SendEmail", len(rec.reqs))
+	}
+	client := &http.Client{Transport: &http.Transport{
+		MaxIdleConns: 4 * 64, MaxIdleConnsPerHost: 64, WriteBufferSize: 16 << 10,
+	}}
+	do := func(r *recorded) {
+		req, err := http.NewRequest(http.MethodPost, r.url, bytes.NewReader(r.body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		req.Header = r.header.Clone()
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("%s: %d", r.url, resp.StatusCode)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := processCPU()
+	for range b.N {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			do(lookup)
+		}()
+		do(txn)
+		<-done
+		do(email)
+	}
+	reportCPU(b, cpu)
+}
+
+// recordingClient keeps every request the SDK makes, body included, and
+// sends it on.
+type recordingClient struct {
+	c    *http.Client
+	mu   sync.Mutex
+	reqs []recorded
+}
+
+type recorded struct {
+	url    string
+	header http.Header
+	body   []byte
+}
+
+func (c *recordingClient) Do(r *http.Request) (*http.Response, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.reqs = append(c.reqs, recorded{r.URL.String(), r.Header.Clone(), body})
+	c.mu.Unlock()
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return c.c.Do(r)
 }
