@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	texttemplate "text/template"
 	"time"
 
 	"github.com/verifykit/verifykit/internal/verification"
@@ -185,5 +186,70 @@ func TestRenderDetails(t *testing.T) {
 
 	if _, err := tm.Render(verification.Message{Channel: "pigeon", Code: "1"}); err == nil {
 		t.Error("Render(channel pigeon): got nil error, want unknown channel")
+	}
+}
+
+// TestRenderFromPartsIsExecution: a message put together from the parts
+// rendered once is the message the templates render for it, in every
+// locale, channel and validity, autofill lines included.
+func TestRenderFromPartsIsExecution(t *testing.T) {
+	tm := newTemplates(t, "").WithAutofill(Autofill{WebOTPDomain: "example.com", SMSSignature: "【Example】"})
+	for _, locale := range Locales() {
+		for _, minutes := range []int{1, 2, 5, 10, 60} {
+			for _, ch := range []verification.Channel{verification.SMS, verification.Email} {
+				for _, code := range []string{"000000", "123456", "9081726354", "42"} {
+					m := verification.Message{Channel: ch, To: "+8613800138000", Code: code, TTL: time.Duration(minutes) * time.Minute, Locale: locale}
+					got, err := tm.Render(m)
+					if err != nil {
+						t.Fatal(err)
+					}
+					want, err := tm.sets[locale].execute(ch, templateData{Code: code, Minutes: minutes})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if ch == verification.SMS {
+						want.Text = tm.autofill.apply(want.Text, m)
+					}
+					if got != want {
+						t.Errorf("%s %s, %d min, code %s: got %+v, want %+v", locale, ch, minutes, code, got, want)
+					}
+				}
+			}
+			if p := tm.parts(locale, minutes); len(p) != 2 {
+				t.Errorf("%s, %d min: %d channels rendered once, want both", locale, minutes, len(p))
+			}
+		}
+	}
+}
+
+// TestRenderTemplateThatChangesTheCode: a template that does not render the
+// code as given (spaced digits, or the stand-in's digits in its own text)
+// is executed for each message, so its messages stay right.
+func TestRenderTemplateThatChangesTheCode(t *testing.T) {
+	tests := []struct {
+		name, src, code, want string
+	}{
+		{"spaced digits", `{{printf "%.3s %s" .Code (slice .Code 3)}}`, "123456", "123 456"},
+		{"the stand-in in its text", `Code {{.Code}}, not ` + standIn, "123456", "Code 123456, not " + standIn},
+		{"verbatim", `Code {{.Code}}`, "123456", "Code 123456"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tm := newTemplates(t, "en")
+			set := *tm.sets["en"]
+			set.sms = texttemplate.Must(texttemplate.New(smsFile).Parse(tt.src))
+			tm.sets["en"] = &set
+			c, err := tm.Render(verification.Message{Channel: verification.SMS, Code: tt.code, TTL: time.Minute, Locale: "en"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Text != tt.want {
+				t.Errorf("got %q, want %q", c.Text, tt.want)
+			}
+			_, split := tm.parts("en", 1)[verification.SMS]
+			if wantSplit := tt.name == "verbatim"; split != wantSplit {
+				t.Errorf("rendered once: %v, want %v", split, wantSplit)
+			}
+		})
 	}
 }
