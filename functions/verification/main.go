@@ -35,7 +35,7 @@ func run() error {
 		return err
 	}
 	if cfg.Lambda {
-		lambda.StartWithOptions(a.HandleLambda, lambda.WithContext(ctx))
+		lambda.StartWithOptions(a, lambda.WithContext(ctx))
 		return nil
 	}
 	return a.Serve(ctx)

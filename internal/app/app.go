@@ -32,7 +32,7 @@ import (
 // App is the built service.
 type App struct {
 	// Handler is the handler built with the keys read at start-up. The
-	// entry points (HandleLambda, ServeHTTP) serve with the current keys
+	// entry points (Invoke, ServeHTTP) serve with the current keys
 	// instead, which a warm instance re-reads every KEYS_REFRESH_SECONDS.
 	Handler *httpapi.Handler
 	Config  *config.Config

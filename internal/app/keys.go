@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -25,12 +24,13 @@ const answerReserve = 250 * time.Millisecond
 // keys serve meanwhile.
 const keysReadTimeout = time.Second
 
-// HandleLambda serves one API Gateway event with the current keys, every
-// call bounded by the invocation's deadline minus answerReserve.
-func (a *App) HandleLambda(ctx context.Context, event json.RawMessage) (any, error) {
+// Invoke serves one Lambda invocation (an API Gateway event) with the
+// current keys, every call bounded by the invocation's deadline minus
+// answerReserve. It makes App aws-lambda-go's lambda.Handler.
+func (a *App) Invoke(ctx context.Context, event []byte) ([]byte, error) {
 	ctx, cancel := withinDeadline(ctx)
 	defer cancel()
-	return a.keys.handler(ctx).HandleLambda(ctx, event)
+	return a.keys.handler(ctx).Invoke(ctx, event)
 }
 
 // ServeHTTP serves one local request with the current keys.

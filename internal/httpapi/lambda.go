@@ -3,41 +3,63 @@ package httpapi
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"net/url"
 	"strings"
 
 	"github.com/aws/aws-lambda-go/events"
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 )
 
-// probe tells the two API Gateway payload formats apart.
-type probe struct {
-	Version  string `json:"version"`
-	RouteKey string `json:"routeKey"`
+// eventJSON reads API Gateway events and writes the answers with the
+// semantics of encoding/json, which aws-lambda-go's own handler uses (names
+// matched without regard to case, the last of duplicate names kept, invalid
+// UTF-8 replaced; no HTML escaping in the answer), through json v2's
+// decoder: a send's REST event took about 75 µs and 96 allocations to read
+// with encoding/json, and 25 µs and 27 allocations with this.
+var eventJSON = jsonv2.JoinOptions(jsonv1.DefaultOptionsV1(), jsontext.EscapeForHTML(false))
+
+// restEvent is a REST API event (payload v1) with the payload's version,
+// which payload v2 gives as "2.0" and v1 as "1.0" or not at all. A v2
+// event also reads as one (its members either are v1's, of the same types,
+// or are unknown to v1), so the common REST event is read once, and only a
+// v2 event twice.
+type restEvent struct {
+	Version string `json:"version"`
+	events.APIGatewayProxyRequest
+}
+
+// Invoke serves one Lambda invocation, the event as bytes and the answer as
+// bytes: it is aws-lambda-go's lambda.Handler, which the runtime calls as it
+// is, without the reflection, the extra pass over the event and the
+// encoding/json work of a typed handler function.
+func (h *Handler) Invoke(ctx context.Context, event []byte) ([]byte, error) {
+	answer, err := h.HandleLambda(ctx, event)
+	if err != nil {
+		return nil, err
+	}
+	return jsonv2.Marshal(answer, eventJSON)
 }
 
 // HandleLambda serves one API Gateway event: REST API (payload v1) or HTTP
 // API / function URL (payload v2). A client mistake never becomes a Go error
 // (which Lambda would report as a function failure); an event that is not an
 // API Gateway request does.
-func (h *Handler) HandleLambda(ctx context.Context, event json.RawMessage) (any, error) {
-	var p probe
-	if err := json.Unmarshal(event, &p); err != nil {
+func (h *Handler) HandleLambda(ctx context.Context, event []byte) (any, error) {
+	var rest restEvent
+	if err := jsonv2.Unmarshal(event, &rest, eventJSON); err != nil {
 		return nil, err
 	}
-	if p.Version == "2.0" {
+	if rest.Version == "2.0" {
 		var e events.APIGatewayV2HTTPRequest
-		if err := json.Unmarshal(event, &e); err != nil {
+		if err := jsonv2.Unmarshal(event, &e, eventJSON); err != nil {
 			return nil, err
 		}
 		resp := h.Serve(ctx, fromV2(&e))
 		return events.APIGatewayV2HTTPResponse{StatusCode: resp.Status, Headers: resp.Header, Body: string(resp.Body)}, nil
 	}
-	var e events.APIGatewayProxyRequest
-	if err := json.Unmarshal(event, &e); err != nil {
-		return nil, err
-	}
-	resp := h.Serve(ctx, fromV1(&e))
+	resp := h.Serve(ctx, fromV1(&rest.APIGatewayProxyRequest))
 	return events.APIGatewayProxyResponse{StatusCode: resp.Status, Headers: resp.Header, Body: string(resp.Body)}, nil
 }
 
