@@ -61,7 +61,7 @@ awk -v a="$size_arm64" -v b="$size_amd64" 'BEGIN {
 }' | tee "$OUT/size.txt"
 
 step "1. in-process cost: go test -bench (count $COUNT)"
-go test -run '^$' -bench '^Benchmark(Send|Verify|Outbox|Dynamo)' -benchmem -count "$COUNT" ./internal/app | tee "$OUT/inprocess.txt"
+go test -run '^$' -bench '^Benchmark(Send|Verify|Outbox|Dynamo|Lambda)' -benchmem -count "$COUNT" ./internal/app | tee "$OUT/inprocess.txt"
 # Median of the runs of each benchmark.
 awk '/^Benchmark/ {
     name=$1; sub(/-[0-9]+$/, "", name)
