@@ -77,8 +77,8 @@ func FromSecretsManager(ctx context.Context, c SecretGetter, arn string) (Keys, 
 	if doc.Master != "" {
 		k, err = FromMaster([]byte(doc.Master))
 	} else {
-		hmacKey, err := base64.StdEncoding.DecodeString(doc.HMACKey)
-		if err != nil {
+		hmacKey, decodeErr := base64.StdEncoding.DecodeString(doc.HMACKey)
+		if decodeErr != nil {
 			return Keys{}, errors.New("secret: hmac_key is not base64")
 		}
 		// A secret is for every instance: a key missing from it must not

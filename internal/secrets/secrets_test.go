@@ -151,7 +151,12 @@ func TestKeysEqual(t *testing.T) {
 }
 
 func TestBadSecretsNeverEchoTheSecret(t *testing.T) {
+	goodHMAC := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32)))
+	goodPEM, _ := json.Marshal(pemKey(t).pem)
 	for _, secret := range []string{
+		// Both explicit keys present, one of them bad.
+		`{"hmac_key":"` + base64.StdEncoding.EncodeToString([]byte("s3cr3t-too-short")) + `","signing_key":` + string(goodPEM) + `}`,
+		`{"hmac_key":"` + goodHMAC + `","signing_key":"s3cr3t"}`,
 		// A secret serves every instance: no instance may make up the
 		// half it lacks.
 		`{"hmac_key":"` + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("s3cr3t", 6))) + `"}`,
