@@ -3,7 +3,6 @@ package notify
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -55,12 +54,7 @@ func NewSNS(client SNSPublisher, t *Templates, o SNSOptions) (*SNS, error) {
 		}
 		attrs["AWS.SNS.SMS.SenderID"] = types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(o.SenderID)}
 	}
-	if o.MaxPrice != "" {
-		// A number the template or a typo got wrong must stop start-up, not
-		// every send.
-		if f, err := strconv.ParseFloat(o.MaxPrice, 64); err != nil || f <= 0 {
-			return nil, fmt.Errorf("notify: SMS max price %q must be a positive number of US dollars", o.MaxPrice)
-		}
+	if o.MaxPrice != "" { // validated with the configuration (SMS_MAX_PRICE)
 		attrs["AWS.SNS.SMS.MaxPrice"] = types.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(o.MaxPrice)}
 	}
 	if o.AttemptTimeout <= 0 {
