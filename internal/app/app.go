@@ -226,10 +226,8 @@ func newCaptchas(cfg *config.Config, o Options, store captcha.Store, keys secret
 // newTokens builds the verification_token issuer: it signs with the current
 // key and publishes the previous one, if any, until its tokens expire.
 func newTokens(cfg *config.Config, keys secrets.Keys) (tokens, error) {
-	var previous []*ecdsa.PublicKey
-	if keys.Previous != nil {
-		previous = append(previous, keys.Previous)
-	}
+	// NewIssuer skips a nil previous key.
+	previous := []*ecdsa.PublicKey{keys.Previous}
 	issuer, err := token.NewIssuer(keys.Signing, token.IssuerOptions{Issuer: cfg.TokenIssuer, Audience: cfg.TokenAudience, TTL: cfg.TokenTTL, Previous: previous})
 	return tokens{issuer}, err
 }
