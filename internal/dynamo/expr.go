@@ -171,9 +171,6 @@ func olderThan(prefix string, i int, cut string) string {
 // slots the condition expressions look at are read, so Judge sees what the
 // conditions saw.
 func slotsOf(item map[string]types.AttributeValue, prefix string, n int) verification.Slots {
-	if item == nil {
-		return make(verification.Slots, n)
-	}
 	out := make(verification.Slots, n)
 	for i := range out {
 		out[i] = numOf(item, slotName(prefix, i))

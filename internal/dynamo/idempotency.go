@@ -155,7 +155,7 @@ func (s *Store) RememberAnswer(ctx context.Context, rec verification.Idempotency
 
 // ReleaseKey frees the key of a failed send that still holds it.
 func (s *Store) ReleaseKey(ctx context.Context, c verification.IdempotentSend) error {
-	err := s.updateOwnedKey(ctx, c.ID, idemRelease, idemReleaseNames, map[string]types.AttributeValue{":owner": str(c.Owner), ":zero": num(0)})
+	err := s.updateOwnedKey(ctx, c.ID, idemRelease, idemReleaseNames, map[string]types.AttributeValue{":owner": str(c.Owner), ":zero": constants[":zero"]})
 	var ccf *types.ConditionalCheckFailedException
 	if err == nil || errors.As(err, &ccf) {
 		return nil

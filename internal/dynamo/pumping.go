@@ -86,7 +86,6 @@ func (e *pumpingExpr) namesOf(b int64) map[string]string {
 
 // The constants of the breaker's writes, shared by all requests (read only).
 var (
-	avZero             = num(0)
 	avSendUnverified   = num(verification.SendUnverified)
 	avSendExcess       = num(verification.SendExcess)
 	avVerifyUnverified = num(verification.VerifyUnverified)
@@ -163,7 +162,7 @@ func breakerNames(b int64) map[string]string {
 // breakerValues are the values of a breaker write at now adding du and dx.
 func (e *pumpingExpr) breakerValues(now time.Time, du, dx types.AttributeValue) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{
-		":zero": avZero,
+		":zero": constants[":zero"],
 		":du":   du,
 		":dx":   dx,
 		// The item matters while its last window does.

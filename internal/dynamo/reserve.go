@@ -19,8 +19,9 @@ const tokenGrace = 5 * time.Minute
 // reserve is one send's transaction and where its items sit in it.
 type reserve struct {
 	items   []types.TransactWriteItem
-	tokenAt int // index of the captcha token's Put, -1 without one
-	userAt  int // index of the users-table ConditionCheck, -1 for ANY
+	ip      *expr // the IP item's expression: s.ip, or s.ipGated without a captcha token
+	tokenAt int   // index of the captcha token's Put, -1 without one
+	userAt  int   // index of the users-table ConditionCheck, -1 for ANY
 
 	pump pumpAt // where the SMS pumping items sit (pumping.go)
 }
@@ -129,6 +130,7 @@ func (s *Store) reserveTx(r verification.Reservation) reserve {
 	if r.CaptchaID == "" {
 		ip, tgt = &s.ipGated, &s.tgtGated
 	}
+	tx.ip = ip
 	ipValues := ip.values(map[string]types.AttributeValue{
 		":now":    avNow,
 		":ip_cut": num(now - l.IPWindow.Milliseconds()),
@@ -225,13 +227,9 @@ func (s *Store) refuse(ctx context.Context, r verification.Reservation, tx reser
 	// where the spends happen one after the other, they get at most
 	// CaptchaIPGate answers before captcha_required, like accepted sends.
 	// The values are the transaction's own: nothing wrote them.
-	ipExpr := &s.ip
-	if !captchaGiven {
-		ipExpr = &s.ipGated
-	}
 	spend := tx.items[ipAt].Update.ExpressionAttributeValues
 	var ccf *types.ConditionalCheckFailedException
-	_, err := s.update(ctx, key(prefixIP+r.IP), ipExpr, spend, types.ReturnValueNone)
+	_, err := s.update(ctx, key(prefixIP+r.IP), tx.ip, spend, types.ReturnValueNone)
 	switch {
 	case err == nil:
 		return refusal
