@@ -243,10 +243,10 @@ func (h *Handler) send(ctx context.Context, r *Request, l *logEntry) Response {
 		l.OutcomeUnknown = res.OutcomeUnknown
 		resp = bodyResponse(200, sendResponse{VerificationID: res.VerificationID, ExpiresIn: res.ExpiresIn, IsUser: res.IsUser}.appendJSON(make([]byte, 0, 64+len(res.VerificationID))))
 	}
-	if res.Idempotency != nil && resp.Status < 500 {
+	if answer := (verification.Answer{Status: resp.Status, Body: resp.Body}); res.Idempotency != nil && answer.Kept() {
 		l.Idempotency = "stored"
-		retry, _ := strconv.Atoi(resp.Header["Retry-After"])
-		if err := h.verifications.RememberAnswer(ctx, res.Idempotency, verification.Answer{Status: resp.Status, Body: resp.Body, RetryAfter: retry}); err != nil {
+		answer.RetryAfter, _ = strconv.Atoi(resp.Header["Retry-After"])
+		if err := h.verifications.RememberAnswer(ctx, res.Idempotency, answer); err != nil {
 			// The answer stands; the key's claim ends with its lease, and a
 			// retry after that runs afresh (and meets the cooldown).
 			l.Idempotency, l.IdempotencyErr = "store_failed", err

@@ -177,23 +177,21 @@ var (
 
 // RateLimited is the rate_limit_exceeded refusal with its wait in seconds.
 func RateLimited(retryAfter int) *Error {
-	if retryAfter < 1 {
-		retryAfter = 1
-	}
-	return &Error{
-		Kind:        KindRateLimitExceeded,
-		Description: fmt.Sprintf("Verification code send frequency too high, please try again in %d seconds", retryAfter),
-		RetryAfter:  retryAfter,
-	}
+	return rateLimited("Verification code send frequency too high, please try again in %d seconds", retryAfter)
 }
 
 // RequestsLimited is the rate_limit_exceeded refusal of an IP key's budget
 // of verifies or captcha images: the same error as RateLimited, with a
 // description that does not speak of sending.
 func RequestsLimited(retryAfter int) *Error {
-	e := RateLimited(retryAfter)
-	e.Description = fmt.Sprintf("Too many requests from this network, please try again in %d seconds", e.RetryAfter)
-	return e
+	return rateLimited("Too many requests from this network, please try again in %d seconds", retryAfter)
+}
+
+// rateLimited is a rate_limit_exceeded refusal whose description format
+// takes the wait, at least one second.
+func rateLimited(format string, retryAfter int) *Error {
+	retryAfter = max(retryAfter, 1)
+	return &Error{Kind: KindRateLimitExceeded, Description: fmt.Sprintf(format, retryAfter), RetryAfter: retryAfter}
 }
 
 // RequestsLimitedFor is RequestsLimited with the wait as a duration,

@@ -3,7 +3,6 @@ package verification
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"time"
 )
@@ -133,12 +132,9 @@ func (s *Service) idempotent(req SendRequest, nonce string, now time.Time) *Idem
 	}
 }
 
-// hit answers a send whose key is held: a replay, or a refusal.
-func hit(err error, claim *IdempotentSend) (*Answer, error) {
-	var h *IdempotencyHit
-	if !errors.As(err, &h) {
-		return nil, err
-	}
+// answer is what a send gets whose key is held: the kept answer again, or
+// a refusal while the first send runs or when the body is another.
+func (h *IdempotencyHit) answer(claim *IdempotentSend) (*Answer, error) {
 	switch {
 	case h.Fingerprint != claim.Fingerprint:
 		return nil, ErrIdempotencyKeyReused
@@ -152,7 +148,7 @@ func hit(err error, claim *IdempotentSend) (*Answer, error) {
 // the same key and body gets it again. 5xx answers are not kept: the send
 // gave its claim back already (Service.release), and a retry runs afresh.
 func (s *Service) RememberAnswer(ctx context.Context, t *IdempotencyTicket, a Answer) error {
-	if t == nil || a.Status >= 500 {
+	if t == nil || !a.Kept() {
 		return nil
 	}
 	// A ticket exists only for a send that Send let through with its key,
@@ -176,6 +172,6 @@ func (k *Keys) BodyFingerprint(body []byte) string {
 	return encode64(k.idemBody.sum(m[:0], body))
 }
 
-func (k Kind) isIdempotency() bool {
-	return k == KindIdempotencyKeyReused || k == KindIdempotencyKeyInProgress
-}
+// Kept reports whether the answer is recorded for its key: a 5xx is not,
+// and a retry runs afresh.
+func (a Answer) Kept() bool { return a.Status < 500 }

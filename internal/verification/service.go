@@ -54,7 +54,7 @@ type Service struct {
 type Deps struct {
 	Store Store
 	// Idempotency records the answers of sends with an Idempotency-Key;
-	// without it, such a send fails as the store would.
+	// without it, such a send fails (internal_error) before any limit.
 	Idempotency IdempotencyStore
 	// Senders by channel; a channel without a sender is disabled.
 	Senders map[Channel]Sender
@@ -163,6 +163,7 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (res SendResult, ad
 	}
 	// The send's own calls end releaseReserve before the caller's deadline,
 	// so that the release of a failed send still fits before it.
+	outer := ctx
 	if d, ok := ctx.Deadline(); ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, d.Add(-releaseReserve))
@@ -233,7 +234,8 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (res SendResult, ad
 		}
 		// A held key: its answer again, or its refusal. Anything else is
 		// this request's own answer, which is recorded unless it is a 5xx.
-		if res.Replay, err = hit(err, r.Idempotency); res.Replay != nil || KindOf(err).isIdempotency() {
+		if h, held := errors.AsType[*IdempotencyHit](err); held {
+			res.Replay, err = h.answer(r.Idempotency)
 			return res, addr, err
 		}
 		res.Idempotency = &IdempotencyTicket{send: *r.Idempotency}
@@ -246,11 +248,11 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (res SendResult, ad
 		s.noteTransition(s.watch.accepted(r.Prefix, r.CaptchaID != ""))
 	}
 	if err != nil { // the reservation stands, without the answer of its user lookup
-		s.release(ctx, r)
+		s.release(outer, r)
 		return res, addr, err
 	}
 	if res.VerificationID, err = s.keys.VerificationID(nonce, r.Handle, res.IsUser); err != nil {
-		s.release(ctx, r)
+		s.release(outer, r)
 		return res, addr, err
 	}
 
@@ -262,7 +264,7 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (res SendResult, ad
 		// user can use it and cannot trigger a second message at once.
 		res.OutcomeUnknown = true
 	default:
-		s.release(ctx, r)
+		s.release(outer, r)
 		return SendResult{}, addr, &Error{Kind: KindSendFailed, Description: "Failed to send the verification code, please try again", Err: err}
 	}
 	res.ExpiresIn = int(s.limits.CodeTTL / time.Second)
@@ -281,13 +283,14 @@ const releaseReserve = 500 * time.Millisecond
 
 // release gives a reservation back even when the request's context is
 // already cancelled or past its deadline: a half-done send must not keep the
-// user's cooldown. It may run until the caller's own deadline (the send's
-// plus releaseReserve), and never past it: a function stopped by Lambda
-// would not answer at all. Without a deadline (a local server) it gets 3 s.
+// user's cooldown. ctx is the caller's: the release may run until its
+// deadline (releaseReserve after the send's own), and never past it, since
+// a function stopped by Lambda would not answer at all. Without a deadline
+// (a local server) it gets 3 s.
 func (s *Service) release(ctx context.Context, r Reservation) {
 	deadline := time.Now().Add(3 * time.Second)
-	if d, ok := ctx.Deadline(); ok && d.Add(releaseReserve).Before(deadline) {
-		deadline = d.Add(releaseReserve)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
 	}
 	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
