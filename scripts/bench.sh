@@ -106,19 +106,20 @@ step "4. throughput and memory: local server under load ($LOAD_CONNS connections
 load_run() { # label, server cpu list ("" = any), load generator cpu list
   local label=$1 scpu=$2 lcpu=$3 port=$4 pin_s="" pin_l=""
   if [ -n "$scpu" ] && command -v taskset >/dev/null; then pin_s="taskset -c $scpu"; pin_l="taskset -c $lcpu"; fi
-  # sh writes its PID and execs (through taskset and env) into the server:
-  # the PID is the server's own, which is what is read and stopped below.
-  sh -c 'echo $$ >"$1"; shift; exec "$@"' sh "$OUT/server.pid" $pin_s env \
+  $pin_s env \
     ADDR="127.0.0.1:$port" IP_HOURLY_LIMIT=100 CAPTCHA_IP_THRESHOLD=0 CAPTCHA_TARGET_THRESHOLD=0 \
     HMAC_KEY=YmVuY2gtaG1hYy1rZXktYmVuY2gtaG1hYy1rZXktYmVuY2g= \
     "$OUT/server" >/dev/null 2>"$OUT/server-$label.err" &
+  # taskset and env exec: $! is the server itself, what is read and stopped
+  # below. The trap is set before the wait, so a server that is slow to
+  # start is stopped too.
+  local pid=$!
+  trap "kill $pid 2>/dev/null || true" EXIT # stopped even if the load generator fails
   local waited=0
   until (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
     sleep 0.05; waited=$((waited + 1))
     [ $waited -lt 200 ] || { echo "server did not start:"; cat "$OUT/server-$label.err"; exit 1; }
   done
-  local pid; pid=$(cat "$OUT/server.pid")
-  trap "kill $pid 2>/dev/null || true" EXIT # stopped even if the load generator fails
   local idle; idle=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
   echo "[$label] server pid $pid ${pin_s:-unpinned}, load generator ${pin_l:-unpinned}; server RSS at start ${idle} kB"
   $pin_l "$OUT/loadgen" -url "http://127.0.0.1:$port/auth/v1/verification" -c "$LOAD_CONNS" -d "$LOAD_DURATION"
