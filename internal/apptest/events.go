@@ -2,7 +2,6 @@ package apptest
 
 import (
 	"bufio"
-	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -120,45 +119,22 @@ func CheckAnswer(t testing.TB, e Expectation, status int, body []byte) {
 }
 
 // CheckEventContract checks a sample event and the handler's answer to it
-// against api/openapi.yaml, as Do does for the requests it serves.
+// against api/openapi.yaml, as Do does for the requests it serves. The
+// request is read from the event as the handler reads it.
 func CheckEventContract(t testing.TB, raw []byte, out any) {
 	t.Helper()
-	var x openapitest.Exchange
-	var v1 events.APIGatewayProxyRequest
-	var v2 events.APIGatewayV2HTTPRequest
-	switch r := out.(type) {
+	r, _, err := httpapi.ParseEvent(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := openapitest.Exchange{Method: r.Method, Target: r.Path, RequestHeader: r.Header, RequestBody: r.Body}
+	switch a := out.(type) {
 	case events.APIGatewayProxyResponse:
-		if err := json.Unmarshal(raw, &v1); err != nil {
-			t.Fatal(err)
-		}
-		// Routing uses the resource; the catch-all resource, the path.
-		path := v1.Resource
-		if strings.Contains(path, "{proxy+}") {
-			path = v1.Path
-		}
-		x = openapitest.Exchange{Method: v1.HTTPMethod, Target: path, RequestHeader: v1.Headers,
-			RequestBody: eventBody(v1.Body, v1.IsBase64Encoded), Status: r.StatusCode, ResponseHeader: r.Headers, ResponseBody: []byte(r.Body)}
+		x.Status, x.ResponseHeader, x.ResponseBody = a.StatusCode, a.Headers, []byte(a.Body)
 	case events.APIGatewayV2HTTPResponse:
-		if err := json.Unmarshal(raw, &v2); err != nil {
-			t.Fatal(err)
-		}
-		_, path, _ := strings.Cut(v2.RouteKey, " ")
-		if path == "" || strings.Contains(path, "{proxy+}") {
-			path = strings.TrimPrefix(v2.RawPath, "/"+v2.RequestContext.Stage)
-		}
-		x = openapitest.Exchange{Method: v2.RequestContext.HTTP.Method, Target: path, RequestHeader: v2.Headers,
-			RequestBody: eventBody(v2.Body, v2.IsBase64Encoded), Status: r.StatusCode, ResponseHeader: r.Headers, ResponseBody: []byte(r.Body)}
+		x.Status, x.ResponseHeader, x.ResponseBody = a.StatusCode, a.Headers, []byte(a.Body)
 	default:
 		t.Fatalf("answer of type %T", out)
 	}
 	openapitest.Require(t, x)
-}
-
-func eventBody(s string, b64 bool) []byte {
-	if b64 {
-		if b, err := base64.StdEncoding.DecodeString(s); err == nil {
-			return b
-		}
-	}
-	return []byte(s)
 }

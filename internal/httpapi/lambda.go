@@ -47,20 +47,32 @@ func (h *Handler) Invoke(ctx context.Context, event []byte) ([]byte, error) {
 // (which Lambda would report as a function failure); an event that is not an
 // API Gateway request does.
 func (h *Handler) HandleLambda(ctx context.Context, event []byte) (any, error) {
+	r, v2, err := ParseEvent(event)
+	if err != nil {
+		return nil, err
+	}
+	resp := h.Serve(ctx, r)
+	if v2 {
+		return events.APIGatewayV2HTTPResponse{StatusCode: resp.Status, Headers: resp.Header, Body: string(resp.Body)}, nil
+	}
+	return events.APIGatewayProxyResponse{StatusCode: resp.Status, Headers: resp.Header, Body: string(resp.Body)}, nil
+}
+
+// ParseEvent reads an API Gateway event as the request it carries; v2 says
+// the payload is version 2.0, whose answer has the v2 shape.
+func ParseEvent(event []byte) (r *Request, v2 bool, err error) {
 	var rest restEvent
 	if err := jsonv2.Unmarshal(event, &rest, eventJSON); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if rest.Version == "2.0" {
 		var e events.APIGatewayV2HTTPRequest
 		if err := jsonv2.Unmarshal(event, &e, eventJSON); err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		resp := h.Serve(ctx, fromV2(&e))
-		return events.APIGatewayV2HTTPResponse{StatusCode: resp.Status, Headers: resp.Header, Body: string(resp.Body)}, nil
+		return fromV2(&e), true, nil
 	}
-	resp := h.Serve(ctx, fromV1(&rest.APIGatewayProxyRequest))
-	return events.APIGatewayProxyResponse{StatusCode: resp.Status, Headers: resp.Header, Body: string(resp.Body)}, nil
+	return fromV1(&rest.APIGatewayProxyRequest), false, nil
 }
 
 func fromV1(e *events.APIGatewayProxyRequest) *Request {
