@@ -180,6 +180,18 @@ func TestKeyRotationWithoutColdStart(t *testing.T) {
 	if !strings.Contains(s.Stdout.String(), "re-reading the secret failed") {
 		t.Errorf("no log line for the failed re-read:\n%s", s.Stdout.String())
 	}
+
+	// A value that is JSON but gives no usable keys (both explicit keys,
+	// the HMAC key too short) is kept away the same way, with its reason.
+	sm.set(`{"hmac_key":"`+base64.StdEncoding.EncodeToString([]byte("too-short"))+`","signing_key":"`+strings.ReplaceAll(apptest.SigningKeyPEM(t), "\n", `\n`)+`"}`, false)
+	s.Clock.Advance(60 * time.Second)
+	reads = sm.count()
+	if got := kids(); strings.Join(got, ",") != strings.Join(newKids, ",") || sm.count() != reads+1 {
+		t.Fatalf("after an unusable value: kids %v after %d re-reads, want %v kept after one", got, sm.count()-reads, newKids)
+	}
+	if !strings.Contains(s.Stdout.String(), `re-reading the secret failed; serving on with the current keys","error":"HMAC key must be at least 32 bytes"`) {
+		t.Errorf("no log line for the unusable value:\n%s", s.Stdout.String())
+	}
 }
 
 func decodeSegment(t *testing.T, seg string) string {
