@@ -3,6 +3,7 @@ package dynamo
 import (
 	"context"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -160,24 +161,28 @@ func TestLargestExpressions(t *testing.T) {
 
 // TestItemStructs: the structs the store decodes items into name exactly
 // the attributes the expressions write.
+// TestItemStructs: the structs items are read into have exactly the
+// attributes the expressions that read them name: a code's are those a
+// verify reads (readCode), a challenge's those its solve counts and checks
+// (countSolve) and the answer's hash.
 func TestItemStructs(t *testing.T) {
+	s, err := New(&captureDB{}, Options{Table: "codes", UsersTable: "users", Limits: smallLimits})
+	if err != nil {
+		t.Fatal(err)
+	}
 	used := int64(1)
 	for _, tc := range []struct {
 		item any
 		want []string
 	}{
-		{codeItem{UsedAt: &used}, []string{attrNonce, attrCodeHash, attrAttempts, attrExpiresAt, attrUsedAt, attrIdentity, attrChannel, attrTarget}},
-		{challengeItem{UsedAt: &used}, []string{attrAnswerHash, attrAttempts, attrExpiresAt, attrUsedAt}},
+		{codeItem{UsedAt: &used}, slices.Collect(maps.Values(s.readCode.names))},
+		{challengeItem{UsedAt: &used}, append(slices.Collect(maps.Values(s.countSolve.names)), attrAnswerHash)},
 	} {
 		m, err := attributevalue.MarshalMap(tc.item)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got []string
-		for k := range m {
-			got = append(got, k)
-		}
-		slices.Sort(got)
+		got := slices.Sorted(maps.Keys(m))
 		slices.Sort(tc.want)
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%T: got attributes %v, want %v", tc.item, got, tc.want)

@@ -49,19 +49,15 @@ type Client interface {
 	GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
 }
 
-// Attribute names of the items, as the code that writes and reads items
-// spells them (the expressions name them as #placeholders).
+// Attribute names that Go code writes or reads by name. The expressions
+// spell the rest as #placeholders of the same name (#nonce is nonce), and
+// the item structs (codeItem, challengeItem) carry them as tags.
 const (
 	attrPK         = "pk"
 	attrIdentity   = "identity" // also the users table's key
-	attrChannel    = "channel"
-	attrTarget     = "target"
-	attrNonce      = "nonce"
-	attrCodeHash   = "code_hash"
 	attrAnswerHash = "answer_hash"
 	attrAttempts   = "attempts"
 	attrExpiresAt  = "expires_at"
-	attrUsedAt     = "used_at"
 	attrTTL        = "ttl" // Unix seconds; the table's TTL attribute
 
 	targetSlot = "d" // d0..d{N-1}
