@@ -95,6 +95,7 @@ func New(ctx context.Context, cfg *config.Config, o Options) (*App, error) {
 			if o.AWSConfig != nil {
 				awsCfg = *o.AWSConfig
 			} else if awsCfg, awsErr = awsconfig.LoadDefaultConfig(ctx); awsErr != nil {
+				awsErr = fmt.Errorf("aws config: %w", awsErr)
 				return
 			}
 			awsCfg.Logger = sdkLogger{log}
@@ -293,7 +294,7 @@ func keyReader(cfg *config.Config, o Options, awsConfig func() (aws.Config, erro
 	}
 	ac, err := awsConfig()
 	if err != nil {
-		return nil, fmt.Errorf("aws config: %w", err)
+		return nil, err
 	}
 	sm := secretsClient(ac, o)
 	return func(ctx context.Context) (secrets.Keys, error) {

@@ -14,21 +14,17 @@ import (
 	"github.com/verifykit/verifykit/internal/verification"
 )
 
-// newSenders builds the message templates and the senders over them; the
-// outbox is set when a channel prints its messages instead of sending them.
+// newSenders builds the message templates and a sender over them per
+// switched-on channel that has one. A channel without a sender (email in
+// Lambda without EMAIL_FROM) is missing from the map, which the service
+// answers with channel_disabled. The outbox is set when a channel prints its
+// messages instead of sending them.
 func newSenders(ctx context.Context, cfg *config.Config, o Options, awsConfig func() (aws.Config, error)) (map[verification.Channel]verification.Sender, *notify.Outbox, error) {
 	tmpl, err := notify.NewTemplates(cfg.DefaultLocale)
 	if err != nil {
 		return nil, nil, err
 	}
 	tmpl = tmpl.WithAutofill(notify.Autofill{WebOTPDomain: cfg.WebOTPDomain, AndroidAppHash: cfg.AndroidAppHash, SMSSignature: cfg.SMSSignature})
-	return buildSenders(ctx, cfg, tmpl, o, awsConfig)
-}
-
-// buildSenders returns a sender per switched-on channel that has one. A
-// channel without a sender (email in Lambda without EMAIL_FROM) is missing
-// from the map, which the service answers with channel_disabled.
-func buildSenders(ctx context.Context, cfg *config.Config, tmpl *notify.Templates, o Options, awsConfig func() (aws.Config, error)) (map[verification.Channel]verification.Sender, *notify.Outbox, error) {
 	senders := map[verification.Channel]verification.Sender{}
 	var outbox *notify.Outbox
 	newOutbox := func() *notify.Outbox {
@@ -44,7 +40,7 @@ func buildSenders(ctx context.Context, cfg *config.Config, tmpl *notify.Template
 		case "sns":
 			ac, err := awsConfig()
 			if err != nil {
-				return nil, nil, fmt.Errorf("aws config: %w", err)
+				return nil, nil, err
 			}
 			s, err := notify.NewSNS(sns.NewFromConfig(ac, func(c *sns.Options) {
 				c.BaseEndpoint, c.HTTPClient = o.endpoint("sns", c.BaseEndpoint), oneWrite{c.HTTPClient}
@@ -65,7 +61,7 @@ func buildSenders(ctx context.Context, cfg *config.Config, tmpl *notify.Template
 			}
 			ac, err := awsConfig()
 			if err != nil {
-				return nil, nil, fmt.Errorf("aws config: %w", err)
+				return nil, nil, err
 			}
 			s, err := notify.NewSES(sesv2.NewFromConfig(ac, func(c *sesv2.Options) {
 				c.BaseEndpoint, c.HTTPClient = o.endpoint("sesv2", c.BaseEndpoint), oneWrite{c.HTTPClient}
@@ -82,7 +78,7 @@ func buildSenders(ctx context.Context, cfg *config.Config, tmpl *notify.Template
 			if cfg.SMTPURLSecretARN != "" {
 				ac, err := awsConfig()
 				if err != nil {
-					return nil, nil, fmt.Errorf("aws config: %w", err)
+					return nil, nil, err
 				}
 				if url, err = secrets.String(ctx, secretsClient(ac, o), cfg.SMTPURLSecretARN); err != nil {
 					return nil, nil, err

@@ -29,7 +29,7 @@ func newStore(cfg *config.Config, o Options, awsConfig func() (aws.Config, error
 	if cfg.VerificationTable != "" {
 		ac, err := awsConfig()
 		if err != nil {
-			return nil, fmt.Errorf("aws config: %w", err)
+			return nil, err
 		}
 		db := dynamodb.NewFromConfig(ac, append([]func(*dynamodb.Options){func(d *dynamodb.Options) {
 			d.BaseEndpoint = o.endpoint("dynamodb", d.BaseEndpoint)
