@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -23,8 +22,8 @@ import (
 //	           answered), answer_status, answer_body (B), answer_retry
 //	           (once answered), ttl
 //
-// The expressions are written out here with their reasons: each is used in
-// exactly one place, so it needs no expr of New (expr.go).
+// Its expressions depend on no limit, so they are made once for the package
+// rather than in New (expr.go).
 
 const (
 	prefixIdempotency = "idem#"
@@ -42,23 +41,16 @@ var (
 	// The key is free when it has no item, or when its item expired (a
 	// claim whose lease ended, an answer past its keep time, or a released
 	// claim): TTL deletes lazily, so the condition checks expiry itself.
-	idemFree      = aws.String("attribute_not_exists(#pk) OR #exp <= :now")
-	idemFreeNames = map[string]string{"#pk": attrPK, "#exp": attrExpiresAt}
+	idemFree = newExpr("", "attribute_not_exists(#pk) OR #expires_at <= :now", "", nil)
 
 	// Only the request that still holds the claim may answer or release it:
 	// after its lease ended another request may own the key.
-	idemOwned = aws.String("#owner = :owner")
-
-	idemAnswer      = aws.String("SET #status = :status, #body = :body, #retry = :retry, #exp = :keep, #ttl = :ttl")
-	idemAnswerNames = map[string]string{
-		"#owner": attrOwner, "#status": attrAnswerStatus, "#body": attrAnswerBody,
-		"#retry": attrAnswerRetry, "#exp": attrExpiresAt, "#ttl": attrTTL,
-	}
+	idemAnswer = newExpr("SET #answer_status = :status, #answer_body = :body, #answer_retry = :retry, #expires_at = :keep, #ttl = :ttl",
+		"#owner = :owner", "", nil)
 
 	// A released claim expires at once (zero, not now, so that an instance
 	// whose clock runs behind sees it free too).
-	idemRelease      = aws.String("SET #exp = :zero")
-	idemReleaseNames = map[string]string{"#owner": attrOwner, "#exp": attrExpiresAt}
+	idemRelease = newExpr("SET #expires_at = :zero", "#owner = :owner", "", nil)
 )
 
 // appendIdempotency adds the claim of r's key, if it has one, as the last
@@ -77,8 +69,8 @@ func (s *Store) appendIdempotency(items []types.TransactWriteItem, r verificatio
 			attrExpiresAt:   num(c.LeaseUntil.UnixMilli()),
 			attrTTL:         num(ttlOf(c.LeaseUntil)),
 		},
-		ConditionExpression:                 idemFree,
-		ExpressionAttributeNames:            idemFreeNames,
+		ConditionExpression:                 idemFree.condition,
+		ExpressionAttributeNames:            idemFree.names,
 		ExpressionAttributeValues:           map[string]types.AttributeValue{":now": num(r.Now.UnixMilli())},
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	}})
@@ -124,7 +116,7 @@ func (s *Store) RememberAnswer(ctx context.Context, rec verification.Idempotency
 	var err error
 	if rec.Claimed {
 		values[":owner"] = str(rec.Owner)
-		err = s.updateOwnedKey(ctx, rec.ID, idemAnswer, idemAnswerNames, values)
+		err = s.updateOwnedKey(ctx, rec.ID, &idemAnswer, values)
 	} else {
 		err = retryConflicts(ctx, func() error {
 			_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
@@ -139,8 +131,8 @@ func (s *Store) RememberAnswer(ctx context.Context, rec verification.Idempotency
 					attrAnswerBody:   values[":body"],
 					attrAnswerRetry:  values[":retry"],
 				},
-				ConditionExpression:       idemFree,
-				ExpressionAttributeNames:  idemFreeNames,
+				ConditionExpression:       idemFree.condition,
+				ExpressionAttributeNames:  idemFree.names,
 				ExpressionAttributeValues: map[string]types.AttributeValue{":now": num(rec.Now.UnixMilli())},
 			})
 			return err
@@ -155,7 +147,7 @@ func (s *Store) RememberAnswer(ctx context.Context, rec verification.Idempotency
 
 // ReleaseKey frees the key of a failed send that still holds it.
 func (s *Store) ReleaseKey(ctx context.Context, c verification.IdempotentSend) error {
-	err := s.updateOwnedKey(ctx, c.ID, idemRelease, idemReleaseNames, map[string]types.AttributeValue{":owner": str(c.Owner), ":zero": constants[":zero"]})
+	err := s.updateOwnedKey(ctx, c.ID, &idemRelease, map[string]types.AttributeValue{":owner": str(c.Owner)})
 	var ccf *types.ConditionalCheckFailedException
 	if err == nil || errors.As(err, &ccf) {
 		return nil
@@ -163,17 +155,17 @@ func (s *Store) ReleaseKey(ctx context.Context, c verification.IdempotentSend) e
 	return storeError("idempotency: release", err)
 }
 
-// updateOwnedKey runs the update on the key id's item, if the send that
-// claimed it (values[":owner"]) still holds it.
-func (s *Store) updateOwnedKey(ctx context.Context, id string, update *string, names map[string]string, values map[string]types.AttributeValue) error {
+// updateOwnedKey runs e (an update under the condition that the send that
+// claimed the key, values[":owner"], still holds it) on the key id's item.
+func (s *Store) updateOwnedKey(ctx context.Context, id string, e *expr, values map[string]types.AttributeValue) error {
 	return retryConflicts(ctx, func() error {
 		_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 			TableName:                 s.table,
 			Key:                       key(prefixIdempotency + id),
-			UpdateExpression:          update,
-			ConditionExpression:       idemOwned,
-			ExpressionAttributeNames:  names,
-			ExpressionAttributeValues: values,
+			UpdateExpression:          e.update,
+			ConditionExpression:       e.condition,
+			ExpressionAttributeNames:  e.names,
+			ExpressionAttributeValues: e.values(values),
 		})
 		return err
 	})
