@@ -3,13 +3,14 @@ package web_test
 import (
 	"bytes"
 	"context"
-	"net"
-	"net/http"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/verifykit/verifykit/internal/testenv"
 )
 
 // TestClientModule runs the client module's own tests (web/test, Node's test
@@ -17,7 +18,7 @@ import (
 // gate off, one that asks for a captcha from an IP's second send, and one
 // like it whose captcha tokens serve one send each.
 func TestClientModule(t *testing.T) {
-	node := lookPath(t, "node")
+	node := testenv.LookPath(t, "node")
 	bin := buildServer(t)
 	plain := startServer(t, bin, map[string]string{"CAPTCHA_IP_THRESHOLD": "0", "CAPTCHA_TARGET_THRESHOLD": "0"})
 	gated := startServer(t, bin, map[string]string{"CAPTCHA_IP_THRESHOLD": "1", "CAPTCHA_TARGET_THRESHOLD": "0"})
@@ -33,20 +34,6 @@ func TestClientModule(t *testing.T) {
 	t.Logf("%s", out)
 }
 
-// lookPath finds a program the test needs; without it the test skips,
-// unless make test runs it (REQUIRE_SERVICES), where it fails.
-func lookPath(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("REQUIRE_SERVICES") != "" {
-			t.Fatalf("%s is not installed (scripts/standins.sh installs it)", name)
-		}
-		t.Skipf("%s is not installed", name)
-	}
-	return p
-}
-
 // buildServer builds the service's binary, as `make run` runs it.
 func buildServer(t *testing.T) string {
 	t.Helper()
@@ -60,10 +47,11 @@ func buildServer(t *testing.T) string {
 }
 
 // startServer runs the local server on a free loopback port and returns its
-// URL once it answers.
+// URL once it accepts connections (it listens and serves in one step,
+// http.Server.ListenAndServe).
 func startServer(t *testing.T, bin string, env map[string]string) string {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "ADDR="+addr, "AWS_LAMBDA_RUNTIME_API=", "VERIFICATION_TABLE=", "USERS_TABLE=")
 	for k, v := range env {
@@ -84,33 +72,11 @@ func startServer(t *testing.T, bin string, env map[string]string) string {
 		}
 	})
 	url := "http://" + addr
-	waitUp(t, url, done)
+	switch err := testenv.WaitDial(addr, 15*time.Second, done); {
+	case errors.Is(err, testenv.ErrExited):
+		t.Fatalf("server %s exited at start", url)
+	case err != nil:
+		t.Fatalf("server %s did not answer", url)
+	}
 	return url
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func waitUp(t *testing.T, url string, exited <-chan struct{}) {
-	t.Helper()
-	for i := 0; i < 300; i++ {
-		select {
-		case <-exited:
-			t.Fatalf("server %s exited at start", url)
-		default:
-		}
-		if resp, err := http.Get(url + "/auth/v1/openapi.json"); err == nil {
-			resp.Body.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("server %s did not answer", url)
 }

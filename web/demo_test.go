@@ -21,6 +21,7 @@ import (
 
 	"github.com/verifykit/verifykit/internal/apptest"
 	"github.com/verifykit/verifykit/internal/openapitest"
+	"github.com/verifykit/verifykit/internal/testenv"
 	"github.com/verifykit/verifykit/web"
 )
 
@@ -107,7 +108,7 @@ if (q.get('mode') === 'simple') {
 // captcha gate solved with the outbox's answer; and the Origin rule for a
 // page on another origin. Every exchange is checked against the contract.
 func TestDemoPageInChromium(t *testing.T) {
-	chromium := lookPath(t, "chromium")
+	chromium := testenv.LookPath(t, "chromium")
 
 	apiL := listen(t)
 	otherL := listen(t)

@@ -106,6 +106,18 @@ func TestColdStart(t *testing.T) {
 	t.Log("\n" + b.String())
 }
 
+// buildBootstrap builds a bootstrap of the test's own with extra build
+// flags (the Makefile's -ldflags here; the emulator tests share one built
+// without them, sharedBootstrap in rie_test.go).
+func buildBootstrap(t *testing.T, extra ...string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "bootstrap")
+	if err := compileBootstrap(out, extra...); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // summary is "median X ms, min Y ms, max Z ms (all: ...)".
 func summary(ms []float64) string {
 	if len(ms) == 0 {

@@ -38,17 +38,12 @@ import (
 // against separate tables because pairs of them send to the same target.
 // Then a full send → email → verify → token round trip.
 func TestRuntimeEmulator(t *testing.T) {
-	rie := testenv.Get(t, testenv.RIE)
-	ddb := testenv.Get(t, testenv.DynamoDB)
-	ses := testenv.Get(t, testenv.SES)
-
-	bootstrap := buildBootstrap(t)
-	sns := snsFake(t)
+	env := emulatorEnv(t)
 	expect := apptest.Expectations(t, "../../events")
 
 	for _, kind := range []string{"rest-", "http-"} {
 		t.Run(strings.TrimSuffix(kind, "-"), func(t *testing.T) {
-			fn := startFunction(t, rie, bootstrap, ddb, ses, sns.URL)
+			fn := env.startFunction(t)
 			for _, e := range expect {
 				if !strings.HasPrefix(e.File, kind) {
 					continue
@@ -65,7 +60,7 @@ func TestRuntimeEmulator(t *testing.T) {
 	}
 
 	t.Run("send email, read it from SES, verify", func(t *testing.T) {
-		fn := startFunction(t, rie, bootstrap, ddb, ses, sns.URL)
+		fn := env.startFunction(t)
 		to := fmt.Sprintf("rie-%d@example.com", time.Now().UnixNano())
 		status, body := fn.invoke(t, restEvent("POST", "/auth/v1/verification", fmt.Sprintf(`{"target":"ANY","email":%q,"locale":"en"}`, to)))
 		if status != 200 {
@@ -75,7 +70,7 @@ func TestRuntimeEmulator(t *testing.T) {
 			VerificationID string `json:"verification_id"`
 		}
 		_ = json.Unmarshal(body, &sent)
-		code := codeFromSES(t, ses, to)
+		code := codeFromSES(t, env.ses, to)
 		status, body = fn.invoke(t, restEvent("POST", "/auth/v1/verification/verify", fmt.Sprintf(`{"verification_id":%q,"verification_code":%q}`, sent.VerificationID, code)))
 		if status != 200 {
 			t.Fatalf("verify: %d %s", status, body)
@@ -112,20 +107,80 @@ func TestRuntimeEmulator(t *testing.T) {
 	})
 }
 
-// buildBootstrap builds the function with the Makefile's Lambda build flags
-// (extra adds more, as TestColdStart adds the Makefile's -ldflags), for this
-// machine's architecture: the emulator runs what it is given, and an arm64
-// binary cannot run here.
-func buildBootstrap(t *testing.T, extra ...string) string {
+// TestMain removes the shared bootstrap's directory after the tests.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared.dir != "" {
+		os.RemoveAll(shared.dir)
+	}
+	os.Exit(code)
+}
+
+// shared is the bootstrap the emulator tests share: built once per test
+// binary run, by the first test that asks for it, into a directory TestMain
+// removes.
+var shared struct {
+	once      sync.Once
+	dir, path string
+	err       error
+}
+
+// sharedBootstrap returns the shared bootstrap, building it on the first
+// call; a failed build fails every test that asks for it.
+func sharedBootstrap(t *testing.T) string {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "bootstrap")
+	shared.once.Do(func() {
+		shared.dir, shared.err = os.MkdirTemp("", "verification-bootstrap-")
+		if shared.err != nil {
+			return
+		}
+		shared.path = filepath.Join(shared.dir, "bootstrap")
+		shared.err = compileBootstrap(shared.path)
+	})
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	return shared.path
+}
+
+// compileBootstrap builds the function to out with the Makefile's Lambda
+// build flags (extra adds more), for this machine's architecture: the
+// emulator runs what it is given, and an arm64 binary cannot run here.
+func compileBootstrap(out string, extra ...string) error {
 	args := append([]string{"build", "-tags", "lambda.norpc", "-trimpath"}, extra...)
 	cmd := exec.Command("go", append(args, "-o", out, ".")...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, b)
+		return fmt.Errorf("build: %v\n%s", err, b)
 	}
-	return out
+	return nil
+}
+
+// rieEnv is what the emulator tests start functions with: the emulator, the
+// shared bootstrap, DynamoDB Local, aws-ses-v2-local and an SNS wire fake.
+type rieEnv struct {
+	rie, bootstrap, ddb, ses, sns string
+}
+
+// emulatorEnv reads the stand-ins' endpoints (skipping the test without
+// them), gets the shared bootstrap and starts an SNS fake for the test.
+func emulatorEnv(t *testing.T) rieEnv {
+	t.Helper()
+	e := rieEnv{
+		rie: testenv.Get(t, testenv.RIE),
+		ddb: testenv.Get(t, testenv.DynamoDB),
+		ses: testenv.Get(t, testenv.SES),
+	}
+	e.bootstrap = sharedBootstrap(t)
+	e.sns = snsFake(t).URL
+	return e
+}
+
+// startFunction starts the bootstrap under the emulator against fresh
+// tables; extra environment entries ("NAME=value") override the defaults.
+func (e rieEnv) startFunction(t *testing.T, extra ...string) *function {
+	t.Helper()
+	return startFunction(t, e.rie, e.bootstrap, e.ddb, e.ses, e.sns, extra...)
 }
 
 // function is one bootstrap under the emulator; it is the io.Writer the
@@ -229,7 +284,7 @@ func withEnv(env []string, extra ...string) []string {
 // a kill after 5 s).
 func runRIE(t *testing.T, rie, bootstrap string, env []string, out io.Writer) (url string, stop func()) {
 	t.Helper()
-	api, runtimeAPI := freePort(t), freePort(t)
+	api, runtimeAPI := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	cmd := exec.Command(rie, "--runtime-interface-emulator-address", api, "--runtime-api-address", runtimeAPI, bootstrap)
 	cmd.Dir = filepath.Dir(bootstrap)
 	cmd.Env = env
@@ -238,29 +293,11 @@ func runRIE(t *testing.T, rie, bootstrap string, env []string, out io.Writer) (u
 		t.Fatal(err)
 	}
 	stop = func() { stopProcess(cmd) }
-	for i := 0; ; i++ {
-		c, err := net.Dial("tcp", api)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i == 200 {
-			stop()
-			t.Fatalf("emulator did not listen on %s", api)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if err := testenv.WaitDial(api, 2*time.Second, nil); err != nil {
+		stop()
+		t.Fatalf("emulator did not listen on %s", api)
 	}
 	return "http://" + api + "/2015-03-31/functions/function/invocations", stop
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // snsFake answers the SDK's Publish as SNS does (the Query protocol).
@@ -333,12 +370,7 @@ func codeFromSES(t *testing.T, ses, to string) string {
 // outcome is unknown (the request went out), so the answer is 200 with a
 // verification_id and the code and cooldown are kept; the log line says so.
 func TestRuntimeEmulatorDeadline(t *testing.T) {
-	rie := testenv.Get(t, testenv.RIE)
-	ddb := testenv.Get(t, testenv.DynamoDB)
-	ses := testenv.Get(t, testenv.SES)
-	bootstrap := buildBootstrap(t)
-	sns := snsFake(t)
-	fn := startFunction(t, rie, bootstrap, ddb, ses, sns.URL,
+	fn := emulatorEnv(t).startFunction(t,
 		"AWS_LAMBDA_FUNCTION_TIMEOUT=3",
 		"AWS_ENDPOINT_URL_SESV2=http://"+hangingListener(t))
 
@@ -415,14 +447,10 @@ func hangingListener(t *testing.T) string {
 // KEYS_SECRET_ARN and without both literal keys fails at init, naming them,
 // rather than serving with keys no other instance has.
 func TestRuntimeEmulatorRefusesUnsharedKeys(t *testing.T) {
-	rie := testenv.Get(t, testenv.RIE)
-	ddb := testenv.Get(t, testenv.DynamoDB)
-	ses := testenv.Get(t, testenv.SES)
-	bootstrap := buildBootstrap(t)
-	sns := snsFake(t)
+	env := emulatorEnv(t)
 	for _, drop := range [][]string{{"HMAC_KEY=", "SIGNING_KEY="}, {"SIGNING_KEY="}} {
 		t.Run(strings.Join(drop, ","), func(t *testing.T) {
-			fn := startFunction(t, rie, bootstrap, ddb, ses, sns.URL, drop...)
+			fn := env.startFunction(t, drop...)
 			resp, err := http.Post(fn.url, "application/json", bytes.NewReader(restEvent("GET", "/auth/v1/.well-known/jwks.json", "")))
 			if err != nil {
 				t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -78,7 +77,7 @@ func TestWireCost(t *testing.T) {
 	}
 
 	_, tables := dynamotest.StartTables(t, ddb)
-	sns := freePort(t)
+	sns := testenv.FreeAddr(t)
 	env := []string{
 		"PATH=" + os.Getenv("PATH"),
 		"AWS_REGION=us-east-1",
@@ -138,7 +137,7 @@ func TestWireCost(t *testing.T) {
 		}
 		for _, b := range order {
 			// The local HTTP server.
-			port := freePort(t)
+			port := testenv.FreeAddr(t)
 			srv := exec.Command(b.path)
 			srv.Env = append(slices.Clone(env), "ADDR="+port)
 			var srvOut bytes.Buffer
@@ -241,15 +240,8 @@ func runLoadgen(t *testing.T, loadgen string, args ...string) loadReport {
 
 func waitListening(t *testing.T, addr string, out *bytes.Buffer) {
 	t.Helper()
-	for i := 0; ; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return
-		}
-		if i == 500 {
-			t.Fatalf("nothing listens on %s: %s", addr, out.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if err := testenv.WaitDial(addr, 5*time.Second, nil); err != nil {
+		t.Fatalf("nothing listens on %s: %s", addr, out.String())
 	}
 }
 
@@ -302,7 +294,7 @@ func (e *emulator) stop() { stopProcess(e.cmd) }
 // at once, retrying until the emulator listens, and times that first send.
 func startEmulator(t *testing.T, rie, bootstrap string, env []string) *emulator {
 	t.Helper()
-	api, runtimeAPI := freePort(t), freePort(t)
+	api, runtimeAPI := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	e := &emulator{url: "http://" + api + "/2015-03-31/functions/function/invocations", out: &apptest.SafeBuffer{}}
 	e.cmd = exec.Command(rie, "--runtime-interface-emulator-address", api, "--runtime-api-address", runtimeAPI, bootstrap)
 	e.cmd.Dir = filepath.Dir(bootstrap)

@@ -14,6 +14,7 @@ import (
 	"github.com/verifykit/verifykit/internal/app"
 	"github.com/verifykit/verifykit/internal/apptest"
 	"github.com/verifykit/verifykit/internal/httpapi"
+	"github.com/verifykit/verifykit/internal/testenv"
 )
 
 // The targets of the failure paths, in every form a provider or store might
@@ -77,7 +78,8 @@ func TestNoLogLineNamesAPerson(t *testing.T) {
 			name: "DynamoDB down",
 			env: func(t *testing.T) (map[string]string, app.Options) {
 				env := map[string]string{"VERIFICATION_TABLE": "verifications", "USERS_TABLE": "users", "SMS_SENDER": "sns", "EMAIL_SENDER": "ses", "EMAIL_FROM": "no-reply@example.com"}
-				return env, app.Options{AWSConfig: apptest.StaticAWS(), Endpoints: map[string]string{"dynamodb": "http://" + closedPort(t)}}
+				// Nothing listens on a FreeAddr: DynamoDB refuses connections.
+				return env, app.Options{AWSConfig: apptest.StaticAWS(), Endpoints: map[string]string{"dynamodb": "http://" + testenv.FreeAddr(t)}}
 			},
 			body: `{"target":"USER","phone_number":"` + victimPhone + `"}`, wantState: 503, wantError: "service_unavailable",
 		},
@@ -140,17 +142,6 @@ func hanging(t *testing.T) string {
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { close(release) })
 	return srv.URL
-}
-
-// closedPort is a loopback address nothing listens on.
-func closedPort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
 }
 
 // rejectingSMTP is an SMTP server that refuses every recipient the way

@@ -6,11 +6,13 @@
 // `go test ./...` alone runs every unit test and skips the tests that need a
 // service; `make test` sets every variable and REQUIRE_SERVICES=1, under which
 // a missing variable fails the test instead of skipping it, so CI can never
-// pass by skipping.
+// pass by skipping. LookPath applies the same rule to a program a test needs;
+// FreeAddr and WaitDial are for tests that start a server of their own.
 package testenv
 
 import (
 	"os"
+	"os/exec"
 	"testing"
 )
 
@@ -30,10 +32,28 @@ func Get(t testing.TB, name string) string {
 	t.Helper()
 	v := os.Getenv(name)
 	if v == "" {
-		if os.Getenv("REQUIRE_SERVICES") == "1" {
+		if required() {
 			t.Fatalf("%s is not set but REQUIRE_SERVICES=1: run the tests with `make test`", name)
 		}
 		t.Skipf("%s not set; `make test` starts the service and sets it", name)
 	}
 	return v
 }
+
+// LookPath returns the path of the program name, skipping the test when it
+// is not installed (or failing it when REQUIRE_SERVICES=1).
+func LookPath(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if required() {
+			t.Fatalf("%s is not installed but REQUIRE_SERVICES=1 (scripts/standins.sh installs it)", name)
+		}
+		t.Skipf("%s is not installed", name)
+	}
+	return p
+}
+
+// required reports whether a missing service or program fails the test
+// rather than skipping it: only REQUIRE_SERVICES=1, as `make test` sets.
+func required() bool { return os.Getenv("REQUIRE_SERVICES") == "1" }
