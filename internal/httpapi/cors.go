@@ -35,10 +35,11 @@ func NewCORS(origins []string) *CORS {
 // preflightMaxAge lets a browser cache a preflight for 10 minutes.
 const preflightMaxAge = 600
 
-// preflight answers an OPTIONS request on a known route.
+// preflight answers an OPTIONS request on a known route; Serve adds the
+// origin's headers (decorate) as to every answer.
 func (c *CORS) preflight(r *Request, method string) Response {
 	resp := Response{Status: http.StatusNoContent, Header: map[string]string{"Allow": method + ", OPTIONS"}}
-	if c.decorate(r, &resp) {
+	if origin := r.Header["origin"]; origin != "" && c.allows(origin, true) {
 		resp.Header["Access-Control-Allow-Methods"] = method
 		resp.Header["Access-Control-Allow-Headers"] = allowHeaders(r.Header["access-control-request-headers"])
 		resp.Header["Access-Control-Max-Age"] = strconv.Itoa(preflightMaxAge)
@@ -116,11 +117,11 @@ func isToken(s string) bool {
 }
 
 // decorate adds the CORS headers to resp when the request's origin is
-// allowed, and reports whether it did.
-func (c *CORS) decorate(r *Request, resp *Response) bool {
+// allowed.
+func (c *CORS) decorate(r *Request, resp *Response) {
 	origin := r.Header["origin"]
-	if c == nil || origin == "" || !(c.any || c.origins[origin]) {
-		return false
+	if origin == "" || !c.allows(origin, true) {
+		return
 	}
 	resp.Header["Access-Control-Allow-Origin"] = origin
 	if resp.Header["Vary"] == "" { // a preflight has set its own, Origin included
@@ -128,5 +129,4 @@ func (c *CORS) decorate(r *Request, resp *Response) bool {
 	}
 	// A browser app reads the wait of a 429 from the header as well.
 	resp.Header["Access-Control-Expose-Headers"] = "Retry-After, Idempotent-Replayed"
-	return true
 }
