@@ -481,6 +481,12 @@ func TestUnavailable(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := reservation("a", "ip1", storetest.T0)
+			key := verification.IdempotentSend{
+				ID: "k1", Fingerprint: "fp", Owner: r.Nonce, Now: storetest.T0,
+				LeaseUntil: storetest.T0.Add(verification.IdempotencyLease),
+				KeepUntil:  storetest.T0.Add(verification.IdempotencyKeep),
+			}
+			answer := verification.Answer{Status: 200, Body: []byte("{}")}
 			ops := map[string]func(ctx context.Context) error{
 				"Reserve": func(ctx context.Context) error { return errOf(s.Reserve(ctx, r)) },
 				"Release": func(ctx context.Context) error { return s.Release(ctx, r) },
@@ -495,6 +501,15 @@ func TestUnavailable(t *testing.T) {
 				"SolveChallenge": func(ctx context.Context) error {
 					return s.SolveChallenge(ctx, captcha.Solve{ID: "c", Now: storetest.T0, MaxAttempts: 3})
 				},
+				// The answer of a send that holds its key (an UpdateItem), and
+				// of a refused one (a PutItem).
+				"RememberAnswer claimed": func(ctx context.Context) error {
+					return s.RememberAnswer(ctx, verification.IdempotencyRecord{IdempotentSend: key, Claimed: true, Answer: answer})
+				},
+				"RememberAnswer refused": func(ctx context.Context) error {
+					return s.RememberAnswer(ctx, verification.IdempotencyRecord{IdempotentSend: key, Answer: answer})
+				},
+				"ReleaseKey": func(ctx context.Context) error { return s.ReleaseKey(ctx, key) },
 			}
 			for name, op := range ops {
 				ctx, cancel := context.WithTimeout(t.Context(), tc.timeout)

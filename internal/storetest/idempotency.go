@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -79,6 +78,10 @@ func runIdempotencyLifecycle(t *testing.T, newStore IdempotencyNewFunc) {
 	second := keyed(s.new("b@example.com", "ip2", at(time.Second)), "k1", "fpA")
 	check(t, "while running", keyState(reserve(ctx, codes, second)), "held:fpA:running")
 	check(t, "held reservation wrote nothing", Outcome(reserve(ctx, codes, s.new("b@example.com", "ip2", at(2*time.Second)))), ok)
+	// A held key answers before any refusal: the first send's own target
+	// and IP, in its cooldown, get the held key, not the cooldown.
+	check(t, "a in cooldown", Outcome(reserve(ctx, codes, s.new("a@example.com", "ip1", at(3*time.Second)))), rate(57))
+	check(t, "held beats the cooldown", keyState(reserve(ctx, codes, keyed(s.new("a@example.com", "ip1", at(3*time.Second)), "k1", "fpA"))), "held:fpA:running")
 
 	remember(t, ks, first, true, answer)
 	again := keyed(s.new("c@example.com", "ip3", at(time.Minute)), "k1", "fpA")
@@ -108,6 +111,10 @@ func runIdempotencyRefused(t *testing.T, newStore IdempotencyNewFunc) {
 	check(t, "in cooldown", keyState(reserve(ctx, codes, refused)), rate(50))
 	answer := verification.Answer{Status: 429, Body: []byte(`{"error":"rate_limit_exceeded"}`), RetryAfter: 50}
 	remember(t, ks, refused, false, answer)
+	// A held key answers before any refusal: in the cooldown (40 s left
+	// now) the key still replays its own answer.
+	inCooldown := keyed(s.new("a@example.com", "ip1", at(20*time.Second)), "k1", "fpA")
+	check(t, "retry in cooldown", keyState(reserve(ctx, codes, inCooldown)), `held:fpA:429:{"error":"rate_limit_exceeded"}:50`)
 	// The key now replays the refusal, even after the cooldown ended.
 	retry := keyed(s.new("a@example.com", "ip1", at(2*time.Minute)), "k1", "fpA")
 	check(t, "retry", keyState(reserve(ctx, codes, retry)), `held:fpA:429:{"error":"rate_limit_exceeded"}:50`)
@@ -157,27 +164,8 @@ func runIdempotencyConcurrent(t *testing.T, newStore IdempotencyNewFunc) {
 	codes, _ := newStore(t)
 	var s sends
 	const n = 8
-	outcomes := make([]string, n)
-	var wg sync.WaitGroup
-	for i := range n {
+	checkCounts(t, race(n, func(i int) string {
 		r := keyed(s.new(fmt.Sprintf("u%d@example.com", i), fmt.Sprintf("ip%d", i), at(0)), "k1", "fpA")
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			outcomes[i] = keyState(reserve(context.Background(), codes, r))
-		}()
-	}
-	wg.Wait()
-	var oks, helds int
-	for _, o := range outcomes {
-		switch o {
-		case ok:
-			oks++
-		case "held:fpA:running":
-			helds++
-		}
-	}
-	if oks != 1 || helds != n-1 {
-		t.Errorf("outcomes %v: want one ok and %d held", outcomes, n-1)
-	}
+		return keyState(reserve(context.Background(), codes, r))
+	}), map[string]int{ok: 1, "held:fpA:running": n - 1})
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -74,6 +73,11 @@ func runPumping(t *testing.T, newStore NewFunc) {
 		// 01:00 the 00:00 bucket left it, and the 00:01 sends too: healthy.
 		send(prefixA, 10, 55*m, "k10")
 		send(prefixA, 9, time.Hour, "") // the refused sends spent no cooldown
+		// Nor a use of their captcha tokens (one use each): k9 and k10 serve
+		// a send now, and are spent by it.
+		send(prefixA, 11, time.Hour, "k9")
+		send(prefixA, 12, time.Hour, "k10")
+		send(prefixA, 13, time.Hour, "k9")
 		want := []string{
 			"8613800/0:ok", "8613800/1:ok", "8613800/2:ok",
 			"8613800/3:" + capRequired, "8613900/3:ok", "8613800/3:ok",
@@ -81,6 +85,7 @@ func runPumping(t *testing.T, newStore NewFunc) {
 			"8613800/9:" + destBlocked, "8613800/9:" + destBlocked, "8613800/3:" + destBlocked,
 			"8613800/10:" + destBlocked,
 			"8613800/9:ok",
+			"8613800/11:ok", "8613800/12:ok", "8613800/13:" + capInvalid,
 		}
 		if strings.Join(got, " ") != strings.Join(want, " ") {
 			t.Errorf("outcomes\n got %v\nwant %v", got, want)
@@ -192,25 +197,46 @@ func runPumping(t *testing.T, newStore NewFunc) {
 		}
 	})
 
+	t.Run("a send the global budget refuses spends no use of its captcha token", func(t *testing.T) {
+		t.Parallel()
+		p := Pumping()
+		p.UnverifiedLimit = 0
+		p.Budget = 20 // shard 4 admits one send an hour (the case above)
+		st := newStore(t, Limits(), p, nil)
+		b := smsSends{p: p}
+		send := func(n, shard int, captcha string) string {
+			r := b.new(prefixA, n, "", at(time.Second))
+			r.CountBudget, r.BudgetShard, r.CaptchaID = true, shard, captcha
+			return Outcome(reserve(t.Context(), st.Codes, r))
+		}
+		got := []string{
+			send(0, 4, ""),
+			send(1, 4, "k1"), // shard 4 spent
+			send(2, 5, "k1"), // k1 still has its one use
+			send(3, 6, "k1"), // which that send spent
+		}
+		want := []string{ok, rate(3600), ok, capInvalid}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("outcomes %v, want %v", got, want)
+		}
+	})
+
 	t.Run("concurrent sends to one prefix", func(t *testing.T) {
 		t.Parallel()
 		st := newStore(t, Limits(), Pumping(), nil)
 		b := smsSends{p: Pumping()}
-		var mu sync.Mutex
 		accepted := 0
-		race(10, func(i int) string {
-			o := Outcome(reserve(t.Context(), st.Codes, b.new(prefixA, i, "", at(0))))
+		for _, o := range race(10, func(i int) string {
+			return Outcome(reserve(t.Context(), st.Codes, b.new(prefixA, i, "", at(0))))
+		}) {
 			switch {
 			case o == ok:
-				mu.Lock()
 				accepted++
-				mu.Unlock()
 			case o == capRequired, strings.HasPrefix(o, "unavailable: "): // a conflict that outlived its retries
 			default:
 				t.Errorf("concurrent send: %s", o)
 			}
-			return o
-		})
+		}
 		// Never more than the limit; sending on one by one reaches exactly it.
 		for n := 10; accepted < 4 && n < 20; n++ {
 			if Outcome(reserve(t.Context(), st.Codes, b.new(prefixA, n, "", at(time.Second)))) != ok {

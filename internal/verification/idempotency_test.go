@@ -141,6 +141,49 @@ func TestIdempotentRefusalIsReplayed(t *testing.T) {
 	}
 }
 
+// A kept captcha_required is replayed too: the same key and body, now with
+// a captcha token, get the 428 again; the attempt with the token needs a
+// new key.
+func TestIdempotentCaptchaRequiredIsReplayed(t *testing.T) {
+	l := testLimits
+	l.CaptchaIPGate = 1 // one send an hour from an IP, then a captcha
+	f := newFixture(t, l)
+	f.deps.Idempotency = f.store
+	f.rebuild()
+	ctx := context.Background()
+	if _, _, err := f.svc.Send(ctx, keyedSend("a@example.com", "192.0.2.1", "key-1")); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.advance(10 * time.Second)
+	req := keyedSend("b@example.com", "192.0.2.1", "key-2")
+	res, _, err := f.svc.Send(ctx, req)
+	if verification.KindOf(err) != verification.KindCaptchaRequired || res.Idempotency == nil {
+		t.Fatalf("at the gate: %+v, %v; want captcha_required holding its key", res, err)
+	}
+	refusal := verification.Answer{Status: 428, Body: []byte(`{"error":"captcha_required"}`)}
+	if err := f.svc.RememberAnswer(ctx, res.Idempotency, refusal); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.advance(time.Second)
+	req.CaptchaToken = ptr("good") // the token passes the gate: only a replay still says 428
+	again, _, err := f.svc.Send(ctx, req)
+	if err != nil || again.Replay == nil || again.Replay.Status != 428 || string(again.Replay.Body) != string(refusal.Body) || again.Idempotency != nil {
+		t.Fatalf("retry with a captcha token: %+v, %v; want the 428 again", again, err)
+	}
+	if n := len(f.email.msgs); n != 1 {
+		t.Fatalf("%d messages sent, want 1", n)
+	}
+	// With a new key the same body and token are sent.
+	fresh := keyedSend("b@example.com", "192.0.2.1", "key-3")
+	fresh.CaptchaToken = ptr("good")
+	if res, _, err := f.svc.Send(ctx, fresh); err != nil || res.Replay != nil {
+		t.Fatalf("new key with the token: %+v, %v; want a fresh send", res, err)
+	}
+	if n := len(f.email.msgs); n != 2 {
+		t.Fatalf("%d messages sent, want 2", n)
+	}
+}
+
 // A 5xx answer is not kept: a failed send gives its key back, and a retry
 // runs afresh.
 func TestIdempotentFailureIsNotKept(t *testing.T) {
