@@ -221,7 +221,8 @@ func (m *Metrics) write(r RequestMetrics, counts map[string]int) {
 }
 
 // Breaker writes the metric line of a breaker transition: a trip (to suspect
-// or blocked) counts BreakerTrips per country and state.
+// or blocked) counts BreakerTrips per country; the new state is a property
+// of the line, not a dimension.
 func (m *Metrics) Breaker(t verification.BreakerTransition, country string, at time.Time) {
 	if t.To <= t.From {
 		return

@@ -239,3 +239,22 @@ func TestIdempotentInputErrorBindsNothing(t *testing.T) {
 		t.Fatalf("the corrected body with the key: %v", err)
 	}
 }
+
+// A service without an idempotency store refuses a keyed send as an
+// internal error, before it reserves anything: the same send without the
+// key then goes out at once, with no cooldown spent.
+func TestKeyedSendWithoutIdempotencyStore(t *testing.T) {
+	f := newFixture(t, testLimits)
+	ctx := context.Background()
+	req := keyedSend("a@example.com", "192.0.2.1", "key-1")
+	if _, _, err := f.svc.Send(ctx, req); verification.KindOf(err) != verification.KindInternal {
+		t.Fatalf("keyed send without a store: %v, want internal_error", err)
+	}
+	req.IdempotencyKey = nil
+	if _, _, err := f.svc.Send(ctx, req); err != nil {
+		t.Fatalf("the same send without its key: %v, want it sent", err)
+	}
+	if n := len(f.email.msgs); n != 1 {
+		t.Fatalf("%d messages sent, want 1", n)
+	}
+}
