@@ -170,3 +170,32 @@ func TestRefusalEdges(t *testing.T) {
 		})
 	}
 }
+
+// TestBudgetRefusal: the refusal of a verify's or a captcha's per-IP budget
+// waits until the oldest of the last n events leaves the window, and one
+// second when the failed condition's item breaks no rule (a clock edge).
+func TestBudgetRefusal(t *testing.T) {
+	now := time.Date(2099, 1, 1, 12, 0, 0, 0, time.UTC)
+	s, err := New(&fakeDB{}, Options{Table: "codes", UsersTable: "users", Limits: verification.Limits{
+		Cooldown: time.Minute, TargetCap: 2, TargetWindow: 24 * time.Hour, IPCap: 2, IPWindow: time.Hour,
+		MaxAttempts: 5, CodeTTL: 10 * time.Minute, VerifyIPCap: 2, CaptchaIPCap: 2, CaptchaTokenUses: 2,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := now.Add(-2 * time.Hour)
+	for _, tc := range []struct {
+		name string
+		item map[string]types.AttributeValue
+		want int
+	}{
+		{"spent: the oldest leaves in 50 min", slotItem("h", now.Add(-10*time.Minute), now.Add(-time.Minute)), 3000},
+		{"nothing in the window (clock edge)", slotItem("h", old, old), 1},
+		{"no item (clock edge)", nil, 1},
+	} {
+		err := s.budgetRefusal(reason("ConditionalCheckFailed", tc.item), 2, now)
+		if e, ok := err.(*verification.Error); !ok || e.Kind != verification.KindRateLimitExceeded || e.RetryAfter != tc.want {
+			t.Errorf("%s: %v, want rate_limit_exceeded/%d", tc.name, err, tc.want)
+		}
+	}
+}
