@@ -20,7 +20,7 @@ import (
 
 // TestCloudBaseSDK runs tools/cloudbase/sdk.test.js: the CloudBase JS SDK's
 // own functions (@cloudbase/auth and @cloudbase/oauth, pinned in
-// tools/cloudbase/package-lock.json, installed by `make test`) against two
+// tools/cloudbase/package-lock.json, installed by `make test`) against three
 // local servers in local mode, over real HTTP on loopback, once with the
 // memory store and once with DynamoDB Local. Its cases are listed in that
 // file; this test starts the servers, runs `node --test` and fails when a
@@ -43,6 +43,12 @@ func TestCloudBaseSDK(t *testing.T) {
 		"CAPTCHA_IP_THRESHOLD": "1", "CAPTCHA_TARGET_THRESHOLD": "0", "IP_HOURLY_LIMIT": "100",
 		"CAPTCHA_LENGTH": "4",
 	}
+	// As gated, but a captcha token serves one accepted send: the case that
+	// shows what the SDK does once its cached token is spent.
+	singleUse := map[string]string{
+		"CAPTCHA_IP_THRESHOLD": "1", "CAPTCHA_TARGET_THRESHOLD": "0", "IP_HOURLY_LIMIT": "100",
+		"CAPTCHA_LENGTH": "4", "CAPTCHA_TOKEN_USES": "1",
+	}
 	users := []string{"existing@example.com"}
 	stores := []struct {
 		name  string
@@ -63,9 +69,11 @@ func TestCloudBaseSDK(t *testing.T) {
 		t.Run(st.name, func(t *testing.T) {
 			api := serveHTTP(t, st.build(t, plain))
 			captcha := serveHTTP(t, st.build(t, gated))
+			single := serveHTTP(t, st.build(t, singleUse))
 			runNodeTests(t, node, dir, "sdk.test.js",
 				"VERIFYKIT_API_ORIGIN="+api,
 				"VERIFYKIT_CAPTCHA_API_ORIGIN="+captcha,
+				"VERIFYKIT_SINGLE_USE_CAPTCHA_API_ORIGIN="+single,
 				"VERIFYKIT_CORS_ORIGIN="+corsOrigin,
 			)
 		})

@@ -10,6 +10,9 @@
 //                                 existing@example.com is a user
 //   VERIFYKIT_CAPTCHA_API_ORIGIN  CAPTCHA_IP_THRESHOLD=1 (every send after an IP's first
 //                                 needs a captcha), CAPTCHA_LENGTH=4 (the SDK box's length)
+//   VERIFYKIT_SINGLE_USE_CAPTCHA_API_ORIGIN
+//                                 as VERIFYKIT_CAPTCHA_API_ORIGIN, with CAPTCHA_TOKEN_USES=1
+//                                 (a captcha token serves one accepted send)
 'use strict'
 
 const test = require('node:test')
@@ -18,6 +21,7 @@ const { env, wire, codeFor, newClient, claims, realFetch } = require('./harness'
 
 const api = env('VERIFYKIT_API_ORIGIN')
 const gated = env('VERIFYKIT_CAPTCHA_API_ORIGIN')
+const singleUse = env('VERIFYKIT_SINGLE_USE_CAPTCHA_API_ORIGIN')
 const corsOrigin = env('VERIFYKIT_CORS_ORIGIN')
 
 // sends is what the SDK put on the wire for POST /auth/v1/verification
@@ -170,6 +174,95 @@ test('the SDK\'s captcha flow, twice within one token\'s lifetime', async (t) =>
     assert.deepEqual(calls, ['POST /auth/v1/verification 428', 'POST /auth/v1/verification 200'])
     const tokens = wire.slice(start).filter((r) => r.url.searchParams.has('captcha_token')).map((r) => r.url.searchParams.get('captcha_token'))
     assert.equal(new Set(tokens).size, 1, 'both retries carry the one cached token')
+  })
+})
+
+// calls is what the SDK put on the wire since mark, one "METHOD path status"
+// a request.
+function calls(mark) {
+  return wire.slice(mark).map((r) => `${r.method} ${r.url.pathname} ${r.status}`)
+}
+
+// The README's "What the SDK does that the API document does not say": once
+// the cached token's CAPTCHA_TOKEN_USES are spent, a plain getVerification
+// resends it on captcha_required and shows captcha_invalid (it retries once,
+// with the cached token only), and getVerification(params, { withCaptcha:
+// true }) draws a new captcha on that captcha_invalid.
+test('a spent captcha token: plain sends show captcha_invalid, withCaptcha draws a new captcha', async (t) => {
+  const client = newClient(singleUse)
+  const { auth } = client
+  let cached // the token the SDK cached from the first captcha
+  const tokenOf = (r) => r.url.searchParams.get('captcha_token')
+  {
+    // An IP's first send passes the gate.
+    const mark = wire.length
+    await auth.getVerification({ email: 'spent0@example.com', target: 'ANY' })
+    assert.deepEqual(calls(mark), ['POST /auth/v1/verification 200'])
+  }
+
+  await t.test('captcha_required: the SDK solves a captcha, and the accepted send spends its one use', async () => {
+    const mark = wire.length
+    const sent = await auth.getVerification({ email: 'spent1@example.com', target: 'ANY' })
+    assert.equal(typeof sent.verification_id, 'string')
+    assert.equal(client.captchas.length, 1)
+    assert.deepEqual(calls(mark), [
+      'POST /auth/v1/verification 428',
+      'POST /auth/v1/captcha/data 200',
+      'POST /auth/v1/captcha/data/verify 200',
+      'POST /auth/v1/verification 200',
+    ])
+    cached = tokenOf(sends(mark)[1])
+    assert.ok(cached.startsWith('v2.'), cached)
+  })
+
+  await t.test('a plain getVerification: the cached token is resent and refused, captcha_invalid reaches the page, no new captcha', async () => {
+    // Twice: the SDK keeps its cached token, so the same thing happens on
+    // every call until the token's cache time runs out.
+    for (let i = 0; i < 2; i++) {
+      const mark = wire.length
+      await assert.rejects(auth.getVerification({ email: 'spent2@example.com', target: 'ANY' }), (err) => {
+        assert.equal(err.error, 'captcha_invalid')
+        assert.equal(err.error_code, 4003)
+        return true
+      })
+      assert.deepEqual(calls(mark), ['POST /auth/v1/verification 428', 'POST /auth/v1/verification 403'], `call ${i + 1}`)
+      const [first, retry] = sends(mark)
+      assert.equal(tokenOf(first), null)
+      assert.equal(tokenOf(retry), cached, 'the retry carries the cached token')
+      assert.equal(client.captchas.length, 1, 'a new captcha was drawn')
+    }
+  })
+
+  await t.test('the same send with { withCaptcha: true }: the cached token first, then a new captcha, and it is sent', async () => {
+    const mark = wire.length
+    const sent = await auth.getVerification({ email: 'spent2@example.com', target: 'ANY' }, { withCaptcha: true })
+    assert.equal(typeof sent.verification_id, 'string')
+    assert.deepEqual(calls(mark), [
+      'POST /auth/v1/verification 403',
+      'POST /auth/v1/captcha/data 200',
+      'POST /auth/v1/captcha/data/verify 200',
+      'POST /auth/v1/verification 200',
+    ])
+    assert.equal(client.captchas.length, 2)
+    const [first, retry] = sends(mark)
+    assert.equal(tokenOf(first), cached, 'the first attempt carries the cached token')
+    assert.ok(tokenOf(retry).startsWith('v2.'))
+    assert.notEqual(tokenOf(retry), cached, 'the retry carries the new token')
+    assert.match(await codeFor(singleUse, 'spent2@example.com'), /^\d{6}$/)
+  })
+
+  await t.test('{ withCaptcha: true } with nothing cached: a captcha before the first attempt', async () => {
+    const fresh = newClient(singleUse)
+    const mark = wire.length
+    const sent = await fresh.auth.getVerification({ email: 'spent3@example.com', target: 'ANY' }, { withCaptcha: true })
+    assert.equal(typeof sent.verification_id, 'string')
+    assert.deepEqual(calls(mark), [
+      'POST /auth/v1/captcha/data 200',
+      'POST /auth/v1/captcha/data/verify 200',
+      'POST /auth/v1/verification 200',
+    ])
+    assert.equal(fresh.captchas.length, 1)
+    assert.ok(tokenOf(sends(mark)[0]).startsWith('v2.'))
   })
 })
 
